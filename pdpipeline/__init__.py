@@ -1,0 +1,1 @@
+"""Benchmarks of LLM prefill/decode disaggregation against single and replicated serving."""

@@ -1,0 +1,3 @@
+from pdpipeline.cli import main
+
+main()

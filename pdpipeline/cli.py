@@ -1,0 +1,144 @@
+"""`pdpipeline` command line: proxy, bench, plan, kv-cache, tiny-model, sql, campaign."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from pdpipeline.errors import PdPipelineError
+
+
+def _proxy(args: argparse.Namespace) -> None:
+    from pdpipeline.serving.proxy import Proxy, serve
+
+    try:
+        import uvloop  # vLLM ships it; the proxy's hot path is event-loop bound
+
+        uvloop.install()
+    except ImportError:
+        pass
+    proxy = Proxy(args.backend, args.prefill, args.decode, instance_token=args.instance_token)
+    asyncio.run(serve(proxy, args.host, args.port))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from pdpipeline.loadgen.bench import bench, write_records
+    from pdpipeline.loadgen.client import Client
+    from pdpipeline.loadgen.schedule import Load
+    from pdpipeline.loadgen.stats import Slo, format_summary
+    from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
+
+    source = load_prompt_source(args.tokenizer, args.api)
+    input_len, output_len = Lengths.parse(args.input_len), Lengths.parse(args.output_len)
+    requests = build_requests(source, args.num_requests, input_len, output_len, args.seed, "bench")
+    warmup = build_requests(source, args.warmup, input_len, output_len, args.seed, "warmup")
+    load = Load(
+        concurrency=args.concurrency,
+        request_rate=args.request_rate,
+        burstiness=args.burstiness,
+        max_concurrency=args.max_concurrency,
+        duration_s=args.duration,
+    )
+    metrics_urls = {url: url for url in args.metrics_url}
+
+    async def run():
+        async with Client(args.url, args.model, args.api) as client:
+            return await bench(
+                client,
+                requests,
+                load,
+                warmup,
+                metrics_urls,
+                args.gpus,
+                Slo(args.slo_ttft_ms, args.slo_tpot_ms),
+                args.seed,
+            )
+
+    result = asyncio.run(run())
+    print(format_summary(result.summary))
+    if args.out:
+        print(f"rows: {write_records(result.records, args.out)}")
+    if not result.summary["valid"]:
+        sys.exit(1)
+
+
+def _kv_cache(args: argparse.Namespace) -> None:
+    from pdpipeline.kvcache import format_table, kv_cache_json, kv_layout, load_config
+
+    layout = kv_layout(load_config(args.config), args.kv_dtype)
+    if args.json:
+        print(json.dumps(kv_cache_json(layout, args.tokens)))
+    else:
+        print(format_table(layout, args.tokens))
+
+
+def _tiny_model(args: argparse.Namespace) -> None:
+    from pdpipeline.serving.tinymodel import build_tiny_model, is_built
+
+    if is_built(args.out) and not args.force:
+        print(f"tiny model already at {args.out}")
+        return
+    print(f"tiny model written to {build_tiny_model(args.out)}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="pdpipeline", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    proxy = commands.add_parser("proxy", help="round-robin or prefill/decode proxy")
+    proxy.add_argument("--host", default="127.0.0.1")
+    proxy.add_argument("--port", type=int, required=True)
+    proxy.add_argument("--backend", action="append", default=[], metavar="URL")
+    proxy.add_argument("--prefill", action="append", default=[], metavar="URL")
+    proxy.add_argument("--decode", action="append", default=[], metavar="URL")
+    proxy.add_argument("--instance-token", default="", help="echoed by /health (launch check)")
+    proxy.set_defaults(func=_proxy)
+
+    bench = commands.add_parser("bench", help="streaming load generator")
+    bench.add_argument("--url", required=True, help="base URL of the server or proxy")
+    bench.add_argument("--model", required=True, help="served model name")
+    bench.add_argument("--tokenizer", required=True, help="model dir (tokenizer or config.json)")
+    bench.add_argument("--api", choices=["completions", "chat"], default="completions")
+    bench.add_argument("--input-len", default="128", help="N or LO:HI (uniform)")
+    bench.add_argument("--output-len", default="32", help="N or LO:HI (uniform)")
+    bench.add_argument("--num-requests", type=int, default=64)
+    load = bench.add_mutually_exclusive_group(required=True)
+    load.add_argument("--concurrency", type=int, help="closed loop")
+    load.add_argument("--request-rate", type=float, help="open loop, requests/s")
+    bench.add_argument("--burstiness", type=float, default=1.0, help="gamma shape; 1 = Poisson")
+    bench.add_argument("--max-concurrency", type=int)
+    bench.add_argument("--duration", type=float, help="stop starting requests after seconds")
+    bench.add_argument("--warmup", type=int, default=4)
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--gpus", type=int, default=1)
+    bench.add_argument("--slo-ttft-ms", type=float, default=500.0)
+    bench.add_argument("--slo-tpot-ms", type=float, default=50.0)
+    bench.add_argument("--metrics-url", action="append", default=[], metavar="URL")
+    bench.add_argument("--out", help="per-request rows: .parquet or .jsonl")
+    bench.set_defaults(func=_bench)
+
+    kv = commands.add_parser("kv-cache", help="KV cache bytes from a model config.json")
+    kv.add_argument("config")
+    kv.add_argument("--kv-dtype", default="auto")
+    kv.add_argument("--tokens", type=int, nargs="+", default=[128, 512, 2048, 4096])
+    kv.add_argument("--json", action="store_true")
+    kv.set_defaults(func=_kv_cache)
+
+    tiny = commands.add_parser("tiny-model", help="build the tiny local model dir")
+    tiny.add_argument("--out", default="models/tiny-llama")
+    tiny.add_argument("--force", action="store_true")
+    tiny.set_defaults(func=_tiny_model)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PdPipelineError as e:
+        print(f"pdpipeline: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,153 @@
+"""One launcher interface: start a service, wait until it is the healthy one we started, stop it."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from pdpipeline.errors import ServerDiedError, ServerStartError
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A long-running HTTP service (a vLLM server or the proxy) to launch on one host."""
+
+    name: str
+    argv: tuple[str, ...]
+    host: str
+    ports: tuple[int, ...]  # the first is the HTTP port; all are checked free before launch
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+    # GET identity_path must mention identity_token: proves the answer comes from this launch.
+    identity_path: str = "/health"
+    identity_token: str = ""
+    start_timeout_s: float = 300.0
+    stop_grace_s: float = 20.0
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+
+@dataclass
+class Service:
+    """A launched service; `url` is where this controller reaches it."""
+
+    spec: ServiceSpec
+    pid: int
+    url: str
+    log_path: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Launcher(abc.ABC):
+    """Starts and stops services on one host; `running` owns a service for a `with` block."""
+
+    host_name: str
+
+    @asynccontextmanager
+    async def running(self, spec: ServiceSpec) -> AsyncIterator[Service]:
+        await self.check_ports_free(spec)
+        service = await self.spawn(spec)
+        try:
+            await self.wait_ready(service)
+            yield service
+        finally:
+            await self.stop(service)
+
+    @abc.abstractmethod
+    async def check_ports_free(self, spec: ServiceSpec) -> None:
+        """Raise PortInUseError naming the first taken port."""
+
+    @abc.abstractmethod
+    async def spawn(self, spec: ServiceSpec) -> Service:
+        """Start the process detached in its own process group, output to a log file."""
+
+    @abc.abstractmethod
+    async def exit_code(self, service: Service) -> int | None:
+        """The exit status once the service's main process has ended, else None."""
+
+    @abc.abstractmethod
+    async def log_tail(self, service: Service, lines: int = 30) -> str:
+        """The last lines of the service's log."""
+
+    @abc.abstractmethod
+    async def stop(self, service: Service) -> None:
+        """TERM the process group, KILL after the grace period, verify processes and ports gone."""
+
+    async def wait_ready(self, service: Service) -> None:
+        """Poll health until it answers 200, failing fast when the process exits first."""
+        spec = service.spec
+        deadline = time.monotonic() + spec.start_timeout_s
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                code = await self.exit_code(service)
+                if code is not None:
+                    raise ServerStartError(
+                        f"{spec.name} on {self.host_name}:{spec.port} exited with status {code} "
+                        f"before becoming healthy (log: {service.log_path})",
+                        await self.log_tail(service),
+                    )
+                if await _answers(session, service.url + spec.health_path):
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerStartError(
+                        f"{spec.name} on {self.host_name}:{spec.port} not healthy after "
+                        f"{spec.start_timeout_s:.0f} s (log: {service.log_path})",
+                        await self.log_tail(service),
+                    )
+                await asyncio.sleep(0.5)
+            await self._confirm_identity(session, service)
+
+    async def _confirm_identity(self, session: aiohttp.ClientSession, service: Service) -> None:
+        spec = service.spec
+        if not spec.identity_token:
+            return
+        async with session.get(service.url + spec.identity_path) as response:
+            body = await response.text()
+        if spec.identity_token not in body:
+            raise ServerStartError(
+                f"{self.host_name}:{spec.port} answers, but not as {spec.name} launched now "
+                "(a stale server from an earlier run?)"
+            )
+
+    async def ensure_alive(self, service: Service) -> None:
+        """Raise ServerDiedError with the log tail if the service has exited."""
+        code = await self.exit_code(service)
+        if code is not None:
+            raise ServerDiedError(
+                f"{service.name} on {self.host_name}:{service.spec.port} died "
+                f"with status {code} (log: {service.log_path})",
+                await self.log_tail(service),
+            )
+
+
+async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except (TimeoutError, aiohttp.ClientError):
+        return False
+
+
+def tail_of(path: str | Path, lines: int) -> str:
+    """The last `lines` lines of a text file (empty when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,153 @@
+"""Synthetic requests of exact token lengths, the same for every arm given the same seed."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Api = Literal["completions", "chat"]
+Prompt = str | list[int]
+
+_WORD = re.compile(r"^ [A-Za-z]{2,12}$")
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """A token length, fixed (`lo == hi`) or drawn uniformly from [lo, hi]."""
+
+    lo: int
+    hi: int
+
+    @classmethod
+    def parse(cls, text: str | int) -> Lengths:
+        """'512' -> fixed; '256:1024' -> uniform."""
+        lo, _, hi = str(text).partition(":")
+        lengths = cls(int(lo), int(hi or lo))
+        if not 1 <= lengths.lo <= lengths.hi:
+            raise ValueError(f"bad length range {text!r}: need 1 <= lo <= hi")
+        return lengths
+
+    def draw(self, rng: random.Random) -> int:
+        return self.lo if self.lo == self.hi else rng.randint(self.lo, self.hi)
+
+    def __str__(self) -> str:
+        return str(self.lo) if self.lo == self.hi else f"{self.lo}:{self.hi}"
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    index: int
+    prompt: Prompt  # completion text, chat message content, or token ids
+    prompt_tokens: int  # exact count the server must report
+    output_tokens: int
+
+
+class TextPrompts:
+    """Prompts of whole words from the model's own vocabulary, counted by its own tokenizer.
+
+    Words are vocabulary tokens of the form ' word' that round-trip alone; the byte-level
+    pre-tokenizer splits on those spaces, so a prompt's length is its word count plus the fixed
+    overhead of special tokens or the chat template, and every length is checked, not assumed.
+    """
+
+    def __init__(self, tokenizer, api: Api = "completions") -> None:
+        self.tokenizer = tokenizer
+        self.api = api
+        self.words = self._words()
+        if len(self.words) < 100:
+            raise ValueError("tokenizer has too few plain-word tokens to build prompts")
+
+    def _words(self) -> list[str]:
+        words = []
+        for token_id in range(self.tokenizer.vocab_size):
+            text = self.tokenizer.decode([token_id])
+            if _WORD.match(text) and self._encode(text) == [token_id]:
+                words.append(text)
+        return words
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def count(self, content: str) -> int:
+        """Prompt tokens the server will see for this content."""
+        if self.api == "chat":
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=True, add_generation_prompt=True
+            )
+            return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return len(self.tokenizer.encode(content))
+
+    def make(self, n_tokens: int, rng: random.Random) -> str:
+        overhead = self.count("")
+        n_words = n_tokens - overhead
+        if n_words < 1:
+            raise ValueError(
+                f"prompt of {n_tokens} tokens is shorter than the {overhead}-token overhead"
+            )
+        words = [rng.choice(self.words) for _ in range(n_words)]
+        content = "".join(words).lstrip()
+        # Stripping the first word's space may split it differently; top up or trim until exact.
+        for _ in range(8):
+            actual = self.count(content)
+            if actual == n_tokens:
+                return content
+            if actual < n_tokens:
+                content += "".join(rng.choice(self.words) for _ in range(n_tokens - actual))
+            else:
+                content = " ".join(content.split(" ")[: -(actual - n_tokens)])
+        raise ValueError(f"could not build a prompt of exactly {n_tokens} tokens")
+
+
+class TokenIdPrompts:
+    """Token-id prompts for model dirs without a tokenizer (servers run --skip-tokenizer-init)."""
+
+    api: Api = "completions"
+
+    def __init__(self, vocab_size: int, first_id: int = 1000) -> None:
+        # Low ids are often special or control tokens; stay above them.
+        self.low, self.high = min(first_id, vocab_size // 2), vocab_size - 1
+
+    def make(self, n_tokens: int, rng: random.Random) -> list[int]:
+        return [rng.randint(self.low, self.high) for _ in range(n_tokens)]
+
+
+PromptSource = TextPrompts | TokenIdPrompts
+
+
+def build_requests(
+    source: PromptSource,
+    count: int,
+    input_len: Lengths,
+    output_len: Lengths,
+    seed: int,
+    salt: str = "",
+) -> list[RequestSpec]:
+    """`count` requests determined only by (seed, salt, lengths): every arm gets the same ones.
+
+    Different salts (workload point, repeat, warm-up) give different prompts, so no request can
+    hit a prefix cache filled by an earlier one.
+    """
+    rng = random.Random(f"{seed}/{salt}/{input_len}/{output_len}")
+    requests = []
+    for index in range(count):
+        n_in, n_out = input_len.draw(rng), output_len.draw(rng)
+        requests.append(RequestSpec(index, source.make(n_in, rng), n_in, n_out))
+    return requests
+
+
+def load_prompt_source(model_dir: str, api: Api) -> PromptSource:
+    """Text prompts from the model dir's tokenizer, or token ids when it has none."""
+    if (Path(model_dir) / "tokenizer.json").exists() or (
+        Path(model_dir) / "tokenizer_config.json"
+    ).exists():
+        from transformers import AutoTokenizer
+
+        return TextPrompts(AutoTokenizer.from_pretrained(model_dir), api)
+    if api == "chat":
+        raise ValueError(f"{model_dir} has no tokenizer: chat prompts need one")
+    vocab = json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"]
+    return TokenIdPrompts(vocab)

@@ -1,0 +1,311 @@
+"""The benchmark's HTTP front: round-robin over replicas, or the prefill->decode NIXL handoff.
+
+Every arm is measured through this proxy, so the extra hop is the same for all of them.
+
+Disaggregated handoff (vLLM's NixlConnector protocol, pull mode):
+1. prefill leg: the client's body with max_tokens=1, stream=false and
+   kv_transfer_params.do_remote_decode=true, sent to a prefill instance;
+2. decode leg: the original body plus the kv_transfer_params the prefill returned, sent to a
+   decode instance, which pulls the KV blocks over NIXL and streams tokens to the client.
+When the prefill returns no kv_transfer_params (it stopped on EOS at the first token, or the
+connector is off), the decode instance recomputes the prompt itself: the request still succeeds,
+and `pdpipeline_proxy_kv_params_missing_total` counts it so a run can tell KV was not moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REQUEST_ID_HEADER = "X-Request-Id"
+SERVED_BY_HEADER = "X-Served-By"
+
+PREFILL_KV_PARAMS = {
+    "do_remote_decode": True,
+    "do_remote_prefill": False,
+    "remote_engine_id": None,
+    "remote_block_ids": None,
+    "remote_host": None,
+    "remote_port": None,
+}
+
+# Headers that describe one hop's connection, never forwarded.
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "host"}
+
+
+class UpstreamError(Exception):
+    """A backend answered with an error status or could not be reached."""
+
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+@dataclass
+class Backend:
+    url: str
+    session: aiohttp.ClientSession
+
+
+class Pool:
+    """Round-robin over a fixed set of backends."""
+
+    def __init__(self, backends: list[Backend]) -> None:
+        self.backends = backends
+        self._cycle = itertools.cycle(backends)
+
+    def next(self) -> Backend:
+        return next(self._cycle)
+
+
+class ProxyMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pdpipeline_proxy_requests",
+            "Requests sent to each backend, by leg",
+            ["backend", "leg"],
+            registry=self.registry,
+        )
+        self.leg_seconds = Histogram(
+            "pdpipeline_proxy_leg_seconds",
+            "Latency of each leg as seen by the proxy (decode/forward: to the last byte)",
+            ["leg"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.kv_params_missing = Counter(
+            "pdpipeline_proxy_kv_params_missing",
+            "Prefill responses without kv_transfer_params (decode recomputed the prompt)",
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "pdpipeline_proxy_upstream_errors",
+            "Error answers or connection failures from backends",
+            ["backend", "status"],
+            registry=self.registry,
+        )
+
+
+class Proxy:
+    """Round-robin (`backends`) or disaggregated (`prefill` + `decode`) front for vLLM."""
+
+    def __init__(
+        self,
+        backends: Sequence[str] = (),
+        prefill: Sequence[str] = (),
+        decode: Sequence[str] = (),
+        instance_token: str = "",
+        connect_timeout_s: float = 3.0,
+    ) -> None:
+        if bool(backends) == bool(prefill or decode) or bool(prefill) != bool(decode):
+            raise ValueError("give either backends, or both prefill and decode backends")
+        self._urls = {"forward": list(backends), "prefill": list(prefill), "decode": list(decode)}
+        self.instance_token = instance_token
+        self.connect_timeout_s = connect_timeout_s
+        self.metrics = ProxyMetrics()
+        self.pools: dict[str, Pool] = {}
+
+    @property
+    def disaggregated(self) -> bool:
+        return bool(self._urls["prefill"])
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/completions", self.generate)
+        app.router.add_post("/v1/chat/completions", self.generate)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.prometheus)
+        app.on_startup.append(self._open)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _open(self, _app: web.Application) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s)
+        for leg, urls in self._urls.items():
+            if urls:
+                self.pools[leg] = Pool(
+                    [
+                        Backend(
+                            url.rstrip("/"),
+                            aiohttp.ClientSession(
+                                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                                timeout=timeout,
+                            ),
+                        )
+                        for url in urls
+                    ]
+                )
+
+    async def _close(self, _app: web.Application) -> None:
+        for pool in self.pools.values():
+            for backend in pool.backends:
+                await backend.session.close()
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "instance": self.instance_token})
+
+    async def prometheus(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def models(self, _request: web.Request) -> web.Response:
+        backend = self.pools["decode" if self.disaggregated else "forward"].backends[0]
+        try:
+            async with backend.session.get(backend.url + "/v1/models") as upstream:
+                body = await upstream.read()
+        except aiohttp.ClientError as e:
+            error = self._unreachable(backend, e)
+            return web.Response(
+                status=error.status, body=error.body, content_type="application/json"
+            )
+        return web.Response(status=upstream.status, body=body, content_type="application/json")
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        raw = await request.read()
+        try:
+            if self.disaggregated:
+                return await self._disaggregated(request, raw, request_id)
+            backend = self.pools["forward"].next()
+            return await self._stream(request, backend, raw, request_id, "forward", backend.url)
+        except UpstreamError as e:
+            return web.Response(
+                status=e.status,
+                body=e.body,
+                headers={"Content-Type": e.content_type, REQUEST_ID_HEADER: request_id},
+            )
+
+    async def _disaggregated(
+        self, request: web.Request, raw: bytes, request_id: str
+    ) -> web.StreamResponse:
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            return _json_error(400, "request body is not JSON", request_id)
+        prefill = self.pools["prefill"].next()
+        kv_params = await self._prefill(prefill, request, body, request_id)
+        if kv_params is None:
+            self.metrics.kv_params_missing.inc()
+            decode_body = body
+        else:
+            decode_body = body | {"kv_transfer_params": kv_params}
+        decode = self.pools["decode"].next()
+        served_by = f"prefill={prefill.url};decode={decode.url}"
+        return await self._stream(
+            request, decode, json.dumps(decode_body).encode(), request_id, "decode", served_by
+        )
+
+    async def _prefill(
+        self, backend: Backend, request: web.Request, body: dict, request_id: str
+    ) -> dict | None:
+        prefill_body = {k: v for k, v in body.items() if k != "stream_options"}
+        prefill_body |= {"max_tokens": 1, "stream": False, "kv_transfer_params": PREFILL_KV_PARAMS}
+        if "max_completion_tokens" in body:
+            prefill_body["max_completion_tokens"] = 1
+        started = time.perf_counter()
+        self.metrics.requests.labels(backend.url, "prefill").inc()
+        try:
+            async with backend.session.post(
+                backend.url + request.path,
+                json=prefill_body,
+                headers={REQUEST_ID_HEADER: request_id},
+            ) as upstream:
+                payload = await upstream.read()
+                if upstream.status != 200:
+                    raise self._upstream_error(backend, upstream.status, payload)
+        except aiohttp.ClientError as e:
+            raise self._unreachable(backend, e) from e
+        self.metrics.leg_seconds.labels("prefill").observe(time.perf_counter() - started)
+        return json.loads(payload).get("kv_transfer_params")
+
+    async def _stream(
+        self,
+        request: web.Request,
+        backend: Backend,
+        body: bytes,
+        request_id: str,
+        leg: str,
+        served_by: str,
+    ) -> web.StreamResponse:
+        """Send `body` to `backend` and pass its answer through to the client as it arrives."""
+        started = time.perf_counter()
+        self.metrics.requests.labels(backend.url, leg).inc()
+        headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id}
+        try:
+            async with backend.session.post(
+                backend.url + request.path, data=body, headers=headers
+            ) as upstream:
+                if upstream.status != 200:
+                    raise self._upstream_error(backend, upstream.status, await upstream.read())
+                response = web.StreamResponse(
+                    headers={
+                        k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS
+                    }
+                    | {REQUEST_ID_HEADER: request_id, SERVED_BY_HEADER: served_by}
+                )
+                await response.prepare(request)
+                try:
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                except aiohttp.ClientError:
+                    # Headers are gone already: the client sees a cut stream, counted here.
+                    self.metrics.upstream_errors.labels(backend.url, "cut").inc()
+                    return response
+                await response.write_eof()
+        except aiohttp.ClientError as e:
+            raise self._unreachable(backend, e) from e
+        self.metrics.leg_seconds.labels(leg).observe(time.perf_counter() - started)
+        return response
+
+    def _upstream_error(self, backend: Backend, status: int, payload: bytes) -> UpstreamError:
+        self.metrics.upstream_errors.labels(backend.url, str(status)).inc()
+        try:
+            json.loads(payload)
+            return UpstreamError(status, payload)
+        except json.JSONDecodeError:
+            message = payload.decode(errors="replace")[:500]
+            return UpstreamError(status, _error_body(f"{backend.url}: {message}", status))
+
+    def _unreachable(self, backend: Backend, error: Exception) -> UpstreamError:
+        self.metrics.upstream_errors.labels(backend.url, "unreachable").inc()
+        return UpstreamError(502, _error_body(f"backend {backend.url} unreachable: {error}", 502))
+
+
+def _error_body(message: str, status: int) -> bytes:
+    return json.dumps(
+        {"error": {"message": message, "type": "proxy_error", "code": status}}
+    ).encode()
+
+
+def _json_error(status: int, message: str, request_id: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=_error_body(message, status),
+        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: request_id},
+    )
+
+
+async def serve(proxy: Proxy, host: str, port: int) -> None:
+    """Run the proxy until cancelled; a client that disconnects cancels its upstream request."""
+    runner = web.AppRunner(proxy.app(), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
