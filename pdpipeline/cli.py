@@ -83,6 +83,13 @@ def _tiny_model(args: argparse.Namespace) -> None:
     print(f"tiny model written to {build_tiny_model(args.out)}")
 
 
+def _plan(args: argparse.Namespace) -> None:
+    from pdpipeline.plan import format_plan
+    from pdpipeline.profile import load_profile
+
+    print(format_plan(load_profile(args.profile).profile))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="pdpipeline", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -125,6 +132,10 @@ def parser() -> argparse.ArgumentParser:
     kv.add_argument("--tokens", type=int, nargs="+", default=[128, 512, 2048, 4096])
     kv.add_argument("--json", action="store_true")
     kv.set_defaults(func=_kv_cache)
+
+    plan = commands.add_parser("plan", help="print what a profile would launch; launch nothing")
+    plan.add_argument("profile")
+    plan.set_defaults(func=_plan)
 
     tiny = commands.add_parser("tiny-model", help="build the tiny local model dir")
     tiny.add_argument("--out", default="models/tiny-llama")

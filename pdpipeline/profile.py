@@ -1,0 +1,234 @@
+"""The campaign profile: hosts, model, arms and their topology, workload matrix, SLOs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pdpipeline.errors import ProfileError
+
+ARMS = ("single", "replicated", "disaggregated")
+Arm = Literal["single", "replicated", "disaggregated"]
+
+
+class Strict(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshSettings(Strict):
+    user: str | None = None
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str | None = "~/.ssh/known_hosts"
+    # Named opt-out for throwaway labs: accept any host key.
+    insecure_skip_host_key_check: bool = False
+    jump_host: str | None = None
+    connect_timeout_s: float = 10.0
+    # The controller reaches HTTP ports through forwarded ports instead of directly.
+    forward_ports: bool = False
+
+
+class Host(Strict):
+    name: str
+    address: str = Field(description="address the controller and the other hosts use")
+    reach: Literal["local", "ssh"] = "local"
+    ssh: SshSettings | None = None
+    # Command that starts vLLM's OpenAI server; None: this interpreter's vllm module (local).
+    engine: list[str] | None = None
+    python: str | None = Field(None, description="interpreter for the proxy on this host")
+    device_kind: Literal["cuda", "cpu"] = "cpu"
+    devices: list[int] = Field(default_factory=list, description="GPU ids or CPU cores")
+    env: dict[str, str] = Field(default_factory=dict)
+    work_dir: str = ".runs"
+
+
+class Model(Strict):
+    dir: str
+    served_name: str
+    dtype: str | None = None
+    kv_cache_dtype: str = "auto"
+    load_format: str | None = None
+    skip_tokenizer_init: bool = False
+    # Where the controller finds the tokenizer (or config.json for token-id prompts) to build
+    # requests; defaults to `dir`, which then must exist on the controller too.
+    tokenizer: str | None = None
+
+    @property
+    def tokenizer_dir(self) -> str:
+        return self.tokenizer or self.dir
+
+
+class Placement(Strict):
+    """One vLLM instance of an arm: which host and which of its devices."""
+
+    host: str
+    devices: list[int] = Field(default_factory=list)
+
+
+class SingleArm(Strict):
+    instance: Placement
+
+
+class ReplicatedArm(Strict):
+    instances: list[Placement] = Field(min_length=1)
+
+
+class DisaggregatedArm(Strict):
+    prefill: list[Placement] = Field(min_length=1)
+    decode: list[Placement] = Field(min_length=1)
+    kv_connector: str = "NixlConnector"
+    kv_connector_extra_config: dict = Field(default_factory=dict)
+
+
+class Arms(Strict):
+    single: SingleArm | None = None
+    replicated: ReplicatedArm | None = None
+    disaggregated: DisaggregatedArm | None = None
+
+
+class ProxySettings(Strict):
+    host: str
+    port: int = 8200
+
+
+class VllmSettings(Strict):
+    """Arguments shared by every instance of every arm."""
+
+    base_port: int = 8100
+    side_channel_base_port: int = 5600
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = False
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    start_timeout_s: float = Field(600, gt=0)
+
+
+class WorkloadPoint(Strict):
+    input_len: str = Field(description="N or LO:HI")
+    output_len: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lengths_as_text(cls, data: dict) -> dict:
+        if isinstance(data, dict):
+            return {k: str(v) if isinstance(v, int) else v for k, v in data.items()}
+        return data
+
+
+class Workload(Strict):
+    api: Literal["completions", "chat"] = "completions"
+    points: list[WorkloadPoint] = Field(min_length=1)
+    concurrency: list[int] = Field(default_factory=list)
+    request_rates: list[float] = Field(default_factory=list)
+    burstiness: float = Field(1.0, gt=0)
+    max_concurrency: int | None = None
+    requests_per_point: int = Field(32, ge=1)
+    warmup_requests: int = Field(4, ge=0)
+    repeats: int = Field(1, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _some_load(self) -> Workload:
+        if not self.concurrency and not self.request_rates:
+            raise ValueError("give concurrency levels and/or request_rates")
+        return self
+
+
+class Slo(Strict):
+    ttft_ms: float = 500.0
+    tpot_ms: float = 50.0
+
+
+class Profile(Strict):
+    name: str
+    description: str = ""
+    hosts: list[Host] = Field(min_length=1)
+    model: Model
+    proxy: ProxySettings
+    vllm: VllmSettings = VllmSettings()
+    arms: Arms
+    workload: Workload
+    slo: Slo = Slo()
+
+    @model_validator(mode="after")
+    def _references(self) -> Profile:
+        names = [h.name for h in self.hosts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"host names must be unique, got {names}")
+        if self.proxy.host not in names:
+            raise ValueError(f"proxy.host {self.proxy.host!r} is not a host ({', '.join(names)})")
+        for arm, placement in self.placements():
+            if placement.host not in names:
+                raise ValueError(f"arms.{arm}: host {placement.host!r} is not in hosts")
+        for host in self.hosts:
+            if host.reach == "ssh" and host.ssh is None:
+                raise ValueError(f"hosts.{host.name}: reach ssh needs ssh settings")
+        return self
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def placements(self) -> list[tuple[str, Placement]]:
+        out: list[tuple[str, Placement]] = []
+        if self.arms.single:
+            out.append(("single", self.arms.single.instance))
+        if self.arms.replicated:
+            out += [("replicated", p) for p in self.arms.replicated.instances]
+        if self.arms.disaggregated:
+            d = self.arms.disaggregated
+            out += [("disaggregated", p) for p in d.prefill + d.decode]
+        return out
+
+    @property
+    def enabled_arms(self) -> list[str]:
+        return [arm for arm in ARMS if getattr(self.arms, arm) is not None]
+
+
+class LoadedProfile(BaseModel):
+    """A validated profile with the text it came from (stored with every campaign)."""
+
+    profile: Profile
+    path: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def load_profile(path: str | Path) -> LoadedProfile:
+    """Read and validate a profile; every bad field is one line naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ProfileError(f"profile {path}: cannot read ({e.strerror})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ProfileError(f"profile {path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {path}: expected a mapping at the top level")
+    try:
+        profile = Profile.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise ProfileError(_validation_lines(path, e)) from None
+    return LoadedProfile(profile=profile, path=str(path), text=text)
+
+
+def _validation_lines(path: Path, error: pydantic.ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"profile {path}: {where}: {message}")
+    return "\n".join(lines)

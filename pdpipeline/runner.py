@@ -1,0 +1,233 @@
+"""Run one arm of a campaign: launch its services, measure the workload matrix, tear down.
+
+Every arm goes through the same proxy and the same streaming client, with the same requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pdpipeline.launch.base import Launcher, Service
+from pdpipeline.launch.local import LocalLauncher
+from pdpipeline.loadgen.bench import BenchResult, bench
+from pdpipeline.loadgen.client import Client
+from pdpipeline.loadgen.metrics import MetricDelta, total
+from pdpipeline.loadgen.schedule import Load
+from pdpipeline.loadgen.stats import Slo
+from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests, load_prompt_source
+from pdpipeline.plan import ArmPlan, plan_arm
+from pdpipeline.profile import Profile, Workload
+
+Progress = Callable[[str], None]
+
+# Only these metrics are kept per run: the server's own figures and the proxy's, not runtime noise.
+KEPT_METRIC_PREFIXES = ("vllm:", "pdpipeline_proxy_")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One cell of the workload matrix, repeated `repeats` times."""
+
+    input_len: Lengths
+    output_len: Lengths
+    load: Load
+    repeat: int
+
+    @property
+    def key(self) -> str:
+        return f"in{self.input_len}-out{self.output_len}-{self.load.label}-rep{self.repeat}"
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    runs: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    server_metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.runs) and all(r["valid"] for r in self.runs)
+
+
+def workload_points(workload: Workload) -> Iterator[Point]:
+    loads = [Load(concurrency=c) for c in workload.concurrency] + [
+        Load(
+            request_rate=rate,
+            burstiness=workload.burstiness,
+            max_concurrency=workload.max_concurrency,
+        )
+        for rate in workload.request_rates
+    ]
+    for p in workload.points:
+        for load in loads:
+            for repeat in range(workload.repeats):
+                yield Point(Lengths.parse(p.input_len), Lengths.parse(p.output_len), load, repeat)
+
+
+def launchers_for(profile: Profile, log_dir: Path) -> dict[str, Launcher]:
+    """One launcher per host of the profile."""
+    launchers: dict[str, Launcher] = {}
+    for host in profile.hosts:
+        if host.reach == "local":
+            launchers[host.name] = LocalLauncher(log_dir / host.name, host.name)
+        else:
+            from pdpipeline.launch.ssh import SshLauncher
+
+            launchers[host.name] = SshLauncher(host, log_dir)
+    return launchers
+
+
+async def start_all(stack: AsyncExitStack, launchers: dict[str, Launcher], plan: ArmPlan) -> dict:
+    """Start every instance concurrently, then the proxy; the stack stops them on any exit."""
+    starts = [
+        stack.enter_async_context(launchers[i.host.name].running(i.service)) for i in plan.instances
+    ]
+    results = await asyncio.gather(*starts, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    services: dict[str, tuple[Launcher, Service]] = {
+        i.server.name: (launchers[i.host.name], s)
+        for i, s in zip(plan.instances, results, strict=True)
+    }
+    proxy_launcher = launchers[plan.proxy_host.name]
+    services["proxy"] = (
+        proxy_launcher,
+        await stack.enter_async_context(proxy_launcher.running(plan.proxy)),
+    )
+    return services
+
+
+async def run_arm(
+    profile: Profile,
+    arm: str,
+    campaign_id: str,
+    log_dir: Path,
+    progress: Progress = print,
+    source: PromptSource | None = None,
+) -> ArmResult:
+    """Launch `arm`, run every workload point through the proxy, and return its rows."""
+    plan = plan_arm(profile, arm)
+    source = source or load_prompt_source(profile.model.tokenizer_dir, profile.workload.api)
+    result = ArmResult(arm)
+    slo = Slo(profile.slo.ttft_ms, profile.slo.tpot_ms)
+    launchers = launchers_for(profile, log_dir / campaign_id / arm)
+    async with AsyncExitStack() as stack:
+        for launcher in launchers.values():
+            if hasattr(launcher, "__aenter__"):
+                await stack.enter_async_context(launcher)
+        started = time.monotonic()
+        progress(f"[{arm}] starting {len(plan.instances)} vLLM instance(s) and the proxy")
+        services = await start_all(stack, launchers, plan)
+        progress(f"[{arm}] ready in {time.monotonic() - started:.0f} s")
+        metrics_urls = {name: service.url for name, (_, service) in services.items()}
+        async with Client(
+            services["proxy"][1].url, profile.model.served_name, profile.workload.api
+        ) as client:
+            for point in workload_points(profile.workload):
+                run = await _measure(client, source, profile, point, metrics_urls, plan, slo)
+                for launcher, service in services.values():
+                    await launcher.ensure_alive(service)
+                _collect(result, campaign_id, arm, point, run, plan)
+                progress(f"[{arm}] {point.key}: {_one_line(result.runs[-1])}")
+    return result
+
+
+def _one_line(run: dict) -> str:
+    verdict = "valid" if run["valid"] else f"INVALID: {run['invalid_reason']}"
+    ttft = run["ttft_p50_ms"] or 0.0
+    return f"{run['output_throughput']:.0f} output tok/s, TTFT p50 {ttft:.1f} ms, {verdict}"
+
+
+async def _measure(client, source, profile, point, metrics_urls, plan, slo) -> BenchResult:
+    workload = profile.workload
+    salt = point.key
+    requests = build_requests(
+        source, workload.requests_per_point, point.input_len, point.output_len, workload.seed, salt
+    )
+    warmup = build_requests(
+        source,
+        workload.warmup_requests,
+        point.input_len,
+        point.output_len,
+        workload.seed,
+        salt + "/warmup",
+    )
+    return await bench(
+        client, requests, point.load, warmup, metrics_urls, plan.devices, slo, workload.seed
+    )
+
+
+def _collect(
+    result: ArmResult, campaign_id: str, arm: str, point: Point, run: BenchResult, plan: ArmPlan
+) -> None:
+    run_id = f"{campaign_id}/{arm}/{point.key}"
+    kept = [m for m in run.metrics if m.name.startswith(KEPT_METRIC_PREFIXES)]
+    kv = kv_transfer_figures(kept, plan)
+    summary = dict(run.summary)
+    reason = summary.pop("first_error")
+    if arm == "disaggregated" and kv["kv_params_missing"]:
+        summary["valid"], reason = (
+            False,
+            f"{kv['kv_params_missing']:.0f} prefill(s) returned no KV params",
+        )
+    if kv["kv_failed_transfers"]:
+        summary["valid"], reason = False, f"{kv['kv_failed_transfers']:.0f} failed NIXL transfer(s)"
+    result.runs.append(
+        {
+            "run_id": run_id,
+            "campaign_id": campaign_id,
+            "arm": arm,
+            "point": point.key,
+            "input_len": str(point.input_len),
+            "output_len": str(point.output_len),
+            "concurrency": point.load.concurrency,
+            "request_rate": point.load.request_rate,
+            "repeat": point.repeat,
+            "instances": len(plan.instances),
+            **summary,
+            "invalid_reason": None if summary["valid"] else reason,
+            **kv,
+        }
+    )
+    for record in run.records:
+        row = record.row()
+        row["itl_s"] = json.dumps(row["itl_s"])
+        result.requests.append({"run_id": run_id, "campaign_id": campaign_id, "arm": arm, **row})
+    for m in kept:
+        result.server_metrics.append(
+            {
+                "run_id": run_id,
+                "campaign_id": campaign_id,
+                "arm": arm,
+                "server": m.server,
+                "name": m.name,
+                "labels": m.labels,
+                "before": m.before,
+                "after": m.after,
+                "delta": m.delta,
+            }
+        )
+
+
+def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict:
+    """KV moved into decode instances during one run, from their NIXL metrics."""
+    decode = {i.server.name for i in plan.instances if i.server.role == "decode"}
+    on_decode = [m for m in metrics if m.server in decode]
+    return {
+        "kv_bytes": total(on_decode, "vllm:nixl_bytes_transferred_sum"),
+        "kv_transfers": total(on_decode, "vllm:nixl_bytes_transferred_count"),
+        "kv_xfer_time_s": total(on_decode, "vllm:nixl_xfer_time_seconds_sum"),
+        "kv_failed_transfers": total(on_decode, "vllm:nixl_num_failed_transfers_total"),
+        "kv_external_tokens": total(
+            on_decode, "vllm:prompt_tokens_by_source_total", source="external_kv_transfer"
+        ),
+        "kv_params_missing": total(metrics, "pdpipeline_proxy_kv_params_missing_total"),
+    }

