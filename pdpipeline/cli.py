@@ -90,6 +90,37 @@ def _plan(args: argparse.Namespace) -> None:
     print(format_plan(load_profile(args.profile).profile))
 
 
+def _campaign(args: argparse.Namespace) -> None:
+    from pdpipeline.compare import markdown
+    from pdpipeline.pipeline import run_campaign
+    from pdpipeline.warehouse.store import Warehouse
+
+    campaign = run_campaign(args.profile)
+    warehouse = Warehouse()
+    table = warehouse.query("SELECT * FROM comparison WHERE campaign_id = ?", [campaign.id])
+    print(f"\ncampaign {campaign.id}\n\n{markdown(table)}\n")
+    print(
+        f'warehouse: {warehouse.path.resolve()}  (pdpipeline sql "SELECT * FROM latest_comparison")'
+    )
+    print(f"server logs: .runs/logs/{campaign.id}/")
+
+
+def _sql(args: argparse.Namespace) -> None:
+    from pdpipeline.warehouse.store import Warehouse
+
+    columns, rows = Warehouse(args.warehouse).execute_readonly(args.query)
+    print(format_rows(columns, rows))
+
+
+def format_rows(columns: list[str], rows: list[tuple]) -> str:
+    """A plain aligned text table."""
+    cells = [columns] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({len(rows)} rows)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="pdpipeline", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -136,6 +167,15 @@ def parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="print what a profile would launch; launch nothing")
     plan.add_argument("profile")
     plan.set_defaults(func=_plan)
+
+    campaign = commands.add_parser("campaign", help="materialize every asset on a profile")
+    campaign.add_argument("profile", nargs="?", default="profiles/local.yaml")
+    campaign.set_defaults(func=_campaign)
+
+    sql = commands.add_parser("sql", help="read-only SQL on the warehouse")
+    sql.add_argument("query")
+    sql.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
+    sql.set_defaults(func=_sql)
 
     tiny = commands.add_parser("tiny-model", help="build the tiny local model dir")
     tiny.add_argument("--out", default="models/tiny-llama")

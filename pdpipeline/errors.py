@@ -37,3 +37,11 @@ class HostUnreachableError(PdPipelineError):
 
 class RunInvalidError(PdPipelineError):
     """A benchmark run had failed or short requests, so it is not a result."""
+
+
+class CommandError(PdPipelineError):
+    """A short command on a host (a probe, a stop) failed."""
+
+
+class HostCheckError(PdPipelineError):
+    """A host does not meet what the profile's arms need (model, engine, NIXL, devices)."""

@@ -45,14 +45,15 @@ def _is_local(host: Host) -> bool:
     return host.reach == "local"
 
 
-def _python(host: Host) -> str:
+def host_python(host: Host) -> str:
+    """The interpreter that runs our code (probe, proxy) on the host."""
     return host.python or (sys.executable if _is_local(host) else "python3")
 
 
 def _engine(host: Host) -> tuple[str, ...]:
     if host.engine:
         return tuple(host.engine)
-    return (_python(host), *MODULE_ENTRY_POINT[1:])
+    return (host_python(host), *MODULE_ENTRY_POINT[1:])
 
 
 def _model_dir(profile: Profile, host: Host) -> str:
@@ -66,7 +67,9 @@ def server_spec(
     host = profile.host(placement.host)
     v = profile.vllm
     devices = tuple(placement.devices)
-    cache_root = f"{host.work_dir}/vllm-cache/{host.device_kind}-{'-'.join(map(str, devices))}"
+    # Unpinned instances have no device to key on: key on the slot, so two never share a cache.
+    cache_key = "-".join(map(str, devices)) or f"slot{slot}"
+    cache_root = f"{host.work_dir}/vllm-cache/{host.device_kind}-{cache_key}"
     if _is_local(host):
         cache_root = str(Path(cache_root).resolve())
     return ServerSpec(
@@ -121,7 +124,7 @@ def server_service(server: ServerSpec, start_timeout_s: float) -> ServiceSpec:
 
 def proxy_service(profile: Profile, backends: dict[str, list[str]], token: str) -> ServiceSpec:
     host = profile.host(profile.proxy.host)
-    argv = [_python(host), "-m", "pdpipeline", "proxy", "--port", str(profile.proxy.port)]
+    argv = [host_python(host), "-m", "pdpipeline", "proxy", "--port", str(profile.proxy.port)]
     argv += ["--host", host.address if _is_local(host) else "0.0.0.0"]
     for flag, urls in backends.items():
         for url in urls:

@@ -8,9 +8,10 @@ from typing import Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pdpipeline.errors import ProfileError
+from pdpipeline.loadgen.workload import Lengths
 
 ARMS = ("single", "replicated", "disaggregated")
 Arm = Literal["single", "replicated", "disaggregated"]
@@ -123,6 +124,15 @@ class WorkloadPoint(Strict):
             return {k: str(v) if isinstance(v, int) else v for k, v in data.items()}
         return data
 
+    @field_validator("input_len", "output_len")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            Lengths.parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not N or LO:HI with 1 <= LO <= HI") from None
+        return value
+
 
 class Workload(Strict):
     api: Literal["completions", "chat"] = "completions"
@@ -162,16 +172,21 @@ class Profile(Strict):
     @model_validator(mode="after")
     def _references(self) -> Profile:
         names = [h.name for h in self.hosts]
+        problems = []
         if len(set(names)) != len(names):
-            raise ValueError(f"host names must be unique, got {names}")
+            problems.append(f"hosts: host names must be unique, got {names}")
         if self.proxy.host not in names:
-            raise ValueError(f"proxy.host {self.proxy.host!r} is not a host ({', '.join(names)})")
+            problems.append(f"proxy.host: {self.proxy.host!r} is not a host ({', '.join(names)})")
         for arm, placement in self.placements():
             if placement.host not in names:
-                raise ValueError(f"arms.{arm}: host {placement.host!r} is not in hosts")
+                problems.append(f"arms.{arm}: host {placement.host!r} is not in hosts")
         for host in self.hosts:
             if host.reach == "ssh" and host.ssh is None:
-                raise ValueError(f"hosts.{host.name}: reach ssh needs ssh settings")
+                problems.append(f"hosts.{host.name}: reach ssh needs ssh settings")
+        if not self.enabled_arms:
+            problems.append("arms: enable at least one of single, replicated, disaggregated")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def host(self, name: str) -> Host:
@@ -228,7 +243,9 @@ def load_profile(path: str | Path) -> LoadedProfile:
 def _validation_lines(path: Path, error: pydantic.ValidationError) -> str:
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"profile {path}: {where}: {message}")
+        # Cross-field problems (empty loc) already start with the field they name.
+        prefix = f"profile {path}: {where}: " if where else f"profile {path}: "
+        lines += [prefix + line for line in message.splitlines()]
     return "\n".join(lines)

@@ -121,8 +121,7 @@ async def run_arm(
     launchers = launchers_for(profile, log_dir / campaign_id / arm)
     async with AsyncExitStack() as stack:
         for launcher in launchers.values():
-            if hasattr(launcher, "__aenter__"):
-                await stack.enter_async_context(launcher)
+            stack.push_async_callback(launcher.close)
         started = time.monotonic()
         progress(f"[{arm}] starting {len(plan.instances)} vLLM instance(s) and the proxy")
         services = await start_all(stack, launchers, plan)
@@ -200,6 +199,7 @@ def _collect(
     for record in run.records:
         row = record.row()
         row["itl_s"] = json.dumps(row["itl_s"])
+        row["request_index"] = row.pop("index")
         result.requests.append({"run_id": run_id, "campaign_id": campaign_id, "arm": arm, **row})
     for m in kept:
         result.server_metrics.append(

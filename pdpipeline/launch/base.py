@@ -82,8 +82,17 @@ class Launcher(abc.ABC):
         """The last lines of the service's log."""
 
     @abc.abstractmethod
+    async def run_command(
+        self, argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None
+    ) -> str:
+        """Run a short command on the host and return its stdout; raise on failure."""
+
+    @abc.abstractmethod
     async def stop(self, service: Service) -> None:
         """TERM the process group, KILL after the grace period, verify processes and ports gone."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op for local hosts
+        """Release connections to the host."""
 
     async def wait_ready(self, service: Service) -> None:
         """Poll health until it answers 200, failing fast when the process exits first."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from pdpipeline.errors import PortInUseError, TeardownError
+from pdpipeline.errors import CommandError, PortInUseError, TeardownError
 from pdpipeline.launch.base import Launcher, Service, ServiceSpec, tail_of
 
 
@@ -53,6 +53,22 @@ class LocalLauncher(Launcher):
 
     async def log_tail(self, service: Service, lines: int = 30) -> str:
         return tail_of(service.log_path, lines)
+
+    async def run_command(
+        self, argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None
+    ) -> str:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=os.environ | (env or {}),
+        )
+        out, err = await process.communicate(stdin)
+        if process.returncode:
+            message = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise CommandError(f"{argv[0]} on {self.host_name} failed: {message[0]}")
+        return out.decode()
 
     async def stop(self, service: Service) -> None:
         process = self._processes.pop(service.pid)

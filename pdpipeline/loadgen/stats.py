@@ -73,9 +73,21 @@ def summarize(records: Sequence[RequestRecord], gpus: int = 1, slo: Slo | None =
     summary |= _distribution("tpot", [r.tpot_s for r in ok if r.tpot_s is not None])
     summary |= _distribution("itl", [gap for r in ok for gap in r.itl_s])
     summary |= _distribution("e2e", [r.e2e_s for r in ok if r.e2e_s is not None])
-    first_error = next((r.error or f"short: {r.output_tokens}" for r in records if not r.ok), None)
-    summary["first_error"] = first_error
+    summary["first_error"] = next((_failure(r) for r in records if not r.ok), None)
     return summary
+
+
+def _failure(r: RequestRecord) -> str:
+    """Why one request does not count, naming it."""
+    if r.error:
+        why = r.error
+    elif r.status != 200:
+        why = f"HTTP {r.status}"
+    elif r.prompt_tokens != r.expected_prompt_tokens:
+        why = f"{r.prompt_tokens} prompt tokens, expected {r.expected_prompt_tokens}"
+    else:
+        why = f"short: {r.output_tokens} output tokens, expected {r.expected_output_tokens}"
+    return f"request {r.index} ({r.request_id}): {why}"
 
 
 def format_summary(summary: dict) -> str:

@@ -1,0 +1,61 @@
+"""kv_cache_analysis: KV bytes per prompt length and predicted transfer times."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from pdpipeline.campaign import Campaign
+from pdpipeline.compare import fixed_length
+from pdpipeline.defs.resources import WarehouseResource
+from pdpipeline.kvcache import LINK_CATALOGUE, Link, kv_layout, kv_rows, load_config
+
+STANDARD_TOKENS = (128, 512, 1024, 2048, 4096, 8192, 32768)
+
+
+@dg.asset(group_name="campaign")
+def kv_cache_analysis(
+    context: dg.AssetExecutionContext, hardware_check: Campaign, warehouse: WarehouseResource
+) -> dg.Output:
+    """KV cache bytes from the model config, and their transfer time over found and common links."""
+    profile = hardware_check.profile
+    config = load_config(Path(profile.model.tokenizer_dir))
+    layout = kv_layout(config, profile.model.kv_cache_dtype)
+    workload_tokens = {
+        n for p in profile.workload.points if (n := fixed_length(p.input_len)) is not None
+    }
+    tokens = sorted(workload_tokens | set(STANDARD_TOKENS))
+    hosts = warehouse.store.query(
+        "SELECT host, link_gbit_per_s FROM hosts WHERE campaign_id = ? AND link_gbit_per_s > 0",
+        [hardware_check.id],
+    )
+    # A host's link is assumed to reach 90% of its nominal rate, like the catalogue's RoCE.
+    found = [Link(f"{h} (found)", g, 0.9) for h, g in hosts.iter_rows()]
+    rows = [
+        row | {"link_source": "host" if row["link"].endswith("(found)") else "catalogue"}
+        for row in kv_rows(layout, tokens, [*found, *LINK_CATALOGUE])
+    ]
+    for row in rows:
+        row |= {
+            "campaign_id": hardware_check.id,
+            "bytes_per_token": layout.bytes_per_token,
+            "architecture": layout.architecture,
+            "kv_dtype": layout.dtype,
+        }
+    warehouse.store.replace({"kv_cache": rows}, where={"campaign_id": hardware_check.id})
+    lines = [
+        "| tokens | MiB | " + " | ".join(link.name for link in [*found, *LINK_CATALOGUE]) + " |"
+    ]
+    lines.append("|---" * (2 + len(found) + len(LINK_CATALOGUE)) + "|")
+    for n in tokens:
+        cells = [r for r in rows if r["tokens"] == n]
+        times = " | ".join(f"{r['predicted_seconds'] * 1000:.2f} ms" for r in cells)
+        lines.append(f"| {n} | {cells[0]['bytes'] / 2**20:.2f} | {times} |")
+    return dg.Output(
+        layout,
+        metadata={
+            "bytes_per_token": layout.bytes_per_token,
+            "architecture": layout.architecture,
+            "kv_dtype": layout.dtype,
+            "predicted": dg.MetadataValue.md("\n".join(lines)),
+        },
+    )

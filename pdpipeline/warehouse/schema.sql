@@ -1,0 +1,169 @@
+-- The warehouse: one DuckDB file, applied on first use (CREATE ... IF NOT EXISTS).
+-- Every table carries campaign_id; a campaign's rows for one asset are replaced atomically.
+
+CREATE TABLE IF NOT EXISTS campaigns (
+    campaign_id      VARCHAR PRIMARY KEY,
+    started_at       TIMESTAMPTZ NOT NULL,
+    profile_name     VARCHAR NOT NULL,
+    profile_path     VARCHAR,
+    profile_sha256   VARCHAR NOT NULL,
+    profile_text     VARCHAR NOT NULL,
+    git_sha          VARCHAR,
+    versions         JSON      -- controller package versions
+);
+
+CREATE TABLE IF NOT EXISTS hosts (
+    campaign_id      VARCHAR NOT NULL,
+    host             VARCHAR NOT NULL,
+    address          VARCHAR,
+    reach            VARCHAR,
+    hostname         VARCHAR,
+    cpu_model        VARCHAR,
+    cpu_count        INTEGER,
+    memory_bytes     BIGINT,
+    device_kind      VARCHAR,
+    gpu_count        INTEGER,
+    gpus             JSON,
+    rdma             JSON,
+    nics             JSON,
+    link_gbit_per_s  DOUBLE,   -- fastest RDMA/NIC link found; NULL when none
+    versions         JSON,     -- python, vllm, nixl, torch, ucx on the host
+    model_dir        VARCHAR,
+    model_present    BOOLEAN,
+    model_bytes      BIGINT,
+    clock_offset_s   DOUBLE,   -- host clock minus controller clock
+    checked_at       TIMESTAMPTZ
+);
+
+CREATE TABLE IF NOT EXISTS kv_cache (
+    campaign_id        VARCHAR NOT NULL,
+    tokens             INTEGER NOT NULL,
+    bytes              BIGINT NOT NULL,
+    bytes_per_token    BIGINT NOT NULL,
+    architecture       VARCHAR,
+    kv_dtype           VARCHAR,
+    link               VARCHAR NOT NULL,
+    link_source        VARCHAR NOT NULL,   -- 'host' (found by hardware_check) or 'catalogue'
+    link_gbit_per_s    DOUBLE,
+    predicted_seconds  DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id                     VARCHAR NOT NULL,
+    campaign_id                VARCHAR NOT NULL,
+    arm                        VARCHAR NOT NULL CHECK (arm IN ('single', 'replicated', 'disaggregated')),
+    point                      VARCHAR NOT NULL,
+    input_len                  VARCHAR NOT NULL,
+    output_len                 VARCHAR NOT NULL,
+    concurrency                INTEGER,
+    request_rate               DOUBLE,
+    "repeat"                   INTEGER NOT NULL,
+    instances                  INTEGER NOT NULL,
+    gpus                       INTEGER NOT NULL,
+    valid                      BOOLEAN NOT NULL,
+    invalid_reason             VARCHAR,
+    requests                   INTEGER NOT NULL,
+    failed                     INTEGER NOT NULL,
+    duration_s                 DOUBLE,
+    request_throughput         DOUBLE,
+    output_throughput          DOUBLE,
+    total_throughput           DOUBLE,
+    output_throughput_per_gpu  DOUBLE,
+    total_throughput_per_gpu   DOUBLE,
+    goodput                    DOUBLE,
+    slo_ttft_ms                DOUBLE,
+    slo_tpot_ms                DOUBLE,
+    ttft_mean_ms DOUBLE, ttft_p50_ms DOUBLE, ttft_p90_ms DOUBLE, ttft_p95_ms DOUBLE, ttft_p99_ms DOUBLE,
+    tpot_mean_ms DOUBLE, tpot_p50_ms DOUBLE, tpot_p90_ms DOUBLE, tpot_p95_ms DOUBLE, tpot_p99_ms DOUBLE,
+    itl_mean_ms  DOUBLE, itl_p50_ms  DOUBLE, itl_p90_ms  DOUBLE, itl_p95_ms  DOUBLE, itl_p99_ms  DOUBLE,
+    e2e_mean_ms  DOUBLE, e2e_p50_ms  DOUBLE, e2e_p90_ms  DOUBLE, e2e_p95_ms  DOUBLE, e2e_p99_ms  DOUBLE,
+    kv_bytes                   DOUBLE,   -- NIXL bytes pulled by decode instances in the run
+    kv_transfers               DOUBLE,
+    kv_xfer_time_s             DOUBLE,
+    kv_failed_transfers        DOUBLE,
+    kv_external_tokens         DOUBLE,   -- prompt tokens decode got from the prefill side
+    kv_params_missing          DOUBLE,   -- prefills that returned no kv_transfer_params
+    started_at                 TIMESTAMPTZ
+);
+
+CREATE TABLE IF NOT EXISTS requests (
+    run_id                  VARCHAR NOT NULL,
+    campaign_id             VARCHAR NOT NULL,
+    arm                     VARCHAR NOT NULL,
+    request_index           INTEGER NOT NULL,
+    request_id              VARCHAR NOT NULL,
+    served_by               VARCHAR,
+    sent_at                 DOUBLE,     -- epoch seconds on the controller
+    ttft_s                  DOUBLE,
+    tpot_s                  DOUBLE,
+    e2e_s                   DOUBLE,
+    itl_s                   JSON,       -- every inter-token gap, seconds
+    prompt_tokens           INTEGER,
+    output_tokens           INTEGER,
+    expected_prompt_tokens  INTEGER,
+    expected_output_tokens  INTEGER,
+    status                  INTEGER,
+    error                   VARCHAR,
+    ok                      BOOLEAN NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS server_metrics (
+    run_id       VARCHAR NOT NULL,
+    campaign_id  VARCHAR NOT NULL,
+    arm          VARCHAR NOT NULL,
+    server       VARCHAR NOT NULL,
+    name         VARCHAR NOT NULL,
+    labels       JSON,
+    "before"     DOUBLE,
+    "after"      DOUBLE,
+    delta        DOUBLE      -- counters: after - before; gauges: after
+);
+
+CREATE TABLE IF NOT EXISTS comparison (
+    campaign_id                 VARCHAR NOT NULL,
+    input_len                   VARCHAR NOT NULL,
+    output_len                  VARCHAR NOT NULL,
+    concurrency                 INTEGER,
+    request_rate                DOUBLE,
+    arm                         VARCHAR NOT NULL,
+    gpus                        INTEGER,
+    valid_repeats               INTEGER,
+    output_throughput           DOUBLE,
+    output_throughput_per_gpu   DOUBLE,
+    output_throughput_per_gpu_std DOUBLE,
+    goodput                     DOUBLE,
+    ttft_p50_ms DOUBLE, ttft_p99_ms DOUBLE, tpot_p50_ms DOUBLE, tpot_p99_ms DOUBLE,
+    per_gpu_vs_single           DOUBLE,   -- ratio of per-GPU output throughput
+    per_gpu_vs_replicated       DOUBLE,
+    ttft_p50_vs_replicated      DOUBLE,   -- ratio of latencies (below 1 is faster)
+    tpot_p50_vs_replicated      DOUBLE,
+    kv_bytes_per_transfer       DOUBLE,
+    kv_seconds_per_transfer     DOUBLE,
+    kv_gbyte_per_s              DOUBLE,
+    kv_predicted_bytes          DOUBLE
+);
+
+CREATE OR REPLACE VIEW latest_campaign AS
+    SELECT * FROM campaigns ORDER BY started_at DESC LIMIT 1;
+
+CREATE OR REPLACE VIEW latest_comparison AS
+    SELECT c.* FROM comparison c JOIN latest_campaign USING (campaign_id)
+    ORDER BY input_len, output_len, concurrency NULLS LAST, request_rate, arm;
+
+CREATE OR REPLACE VIEW throughput_vs_load AS
+    SELECT campaign_id, arm, input_len, output_len, concurrency, request_rate,
+           count(*) FILTER (WHERE valid) AS valid_repeats,
+           avg(output_throughput) FILTER (WHERE valid) AS output_throughput,
+           avg(output_throughput_per_gpu) FILTER (WHERE valid) AS output_throughput_per_gpu,
+           avg(ttft_p50_ms) FILTER (WHERE valid) AS ttft_p50_ms,
+           avg(tpot_p50_ms) FILTER (WHERE valid) AS tpot_p50_ms
+    FROM runs GROUP BY ALL;
+
+CREATE OR REPLACE VIEW nightly_trend AS
+    SELECT k.profile_name, k.started_at, r.campaign_id, r.arm, r.input_len, r.output_len,
+           r.concurrency, r.request_rate,
+           avg(r.output_throughput_per_gpu) FILTER (WHERE r.valid) AS output_throughput_per_gpu,
+           avg(r.ttft_p50_ms) FILTER (WHERE r.valid) AS ttft_p50_ms,
+           bool_and(r.valid) AS all_valid
+    FROM runs r JOIN campaigns k USING (campaign_id)
+    GROUP BY ALL ORDER BY k.started_at;

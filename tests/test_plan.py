@@ -1,0 +1,228 @@
+"""Profile -> plan: the vLLM and proxy command lines and environments each arm launches."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from pdpipeline.plan import ArmPlan, format_plan, plan_arm
+from pdpipeline.profile import Profile
+from pdpipeline.serving.engine import ServerSpec, environment
+from tests.conftest import local_profile_data
+
+
+def flag_values(argv: tuple[str, ...] | list[str], flag: str) -> list[str]:
+    """Every value given after `flag` in argv."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+
+
+def kv_transfer_config(argv: tuple[str, ...]) -> dict:
+    (text,) = flag_values(argv, "--kv-transfer-config")
+    return json.loads(text)
+
+
+@pytest.fixture
+def cuda_profile(tiny_model: Path) -> Profile:
+    data = local_profile_data(tiny_model)
+    data["hosts"][0] |= {"device_kind": "cuda", "engine": ["vllm", "serve"], "env": {}}
+    return Profile.model_validate(data)
+
+
+def test_single_is_one_standalone_instance(local_profile: Profile):
+    plan = plan_arm(local_profile, "single")
+    (instance,) = plan.instances
+    assert instance.server.role == "standalone"
+    assert instance.service.port == local_profile.vllm.base_port
+    assert instance.service.ports == (local_profile.vllm.base_port,)
+    assert "--kv-transfer-config" not in instance.service.argv
+    assert plan.devices == 1
+
+
+def test_replicated_is_two_instances_on_consecutive_ports(local_profile: Profile):
+    plan = plan_arm(local_profile, "replicated")
+    base = local_profile.vllm.base_port
+    assert [i.server.role for i in plan.instances] == ["standalone", "standalone"]
+    assert [i.service.port for i in plan.instances] == [base, base + 1]
+    assert [flag_values(i.service.argv, "--port") for i in plan.instances] == [
+        [str(base)],
+        [str(base + 1)],
+    ]
+    assert plan.devices == 2
+
+
+def test_disaggregated_is_nixl_producer_and_consumer_on_cpu(local_profile: Profile):
+    plan = plan_arm(local_profile, "disaggregated")
+    assert [i.server.role for i in plan.instances] == ["prefill", "decode"]
+    configs = [kv_transfer_config(i.service.argv) for i in plan.instances]
+    assert configs == [
+        {"kv_connector": "NixlConnector", "kv_role": "kv_producer", "kv_buffer_device": "cpu"},
+        {"kv_connector": "NixlConnector", "kv_role": "kv_consumer", "kv_buffer_device": "cpu"},
+    ]
+    assert plan.devices == 2
+
+
+def test_side_channel_ports_are_unique_and_checked_free(local_profile: Profile):
+    plan = plan_arm(local_profile, "disaggregated")
+    side = local_profile.vllm.side_channel_base_port
+    ports = [i.service.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] for i in plan.instances]
+    assert ports == [str(side), str(side + 1)]
+    for instance in plan.instances:
+        assert instance.service.env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == "127.0.0.1"
+        # The launcher checks every port in `ports` is free, the side channel included.
+        assert int(instance.service.env["VLLM_NIXL_SIDE_CHANNEL_PORT"]) in instance.service.ports
+
+
+def test_standalone_instances_have_no_side_channel(local_profile: Profile):
+    for instance in plan_arm(local_profile, "replicated").instances:
+        assert "VLLM_NIXL_SIDE_CHANNEL_PORT" not in instance.service.env
+        assert len(instance.service.ports) == 1
+
+
+@pytest.mark.parametrize("arm", ["single", "replicated", "disaggregated"])
+def test_cpu_instances_are_pinned_to_their_core(local_profile: Profile, arm: str):
+    plan = plan_arm(local_profile, arm)
+    for instance in plan.instances:
+        (core,) = instance.server.devices
+        argv = instance.service.argv
+        assert list(argv[:3]) == ["taskset", "-c", str(core)]
+        assert instance.service.env["VLLM_CPU_OMP_THREADS_BIND"] == str(core)
+        assert "CUDA_VISIBLE_DEVICES" not in instance.service.env
+        # The api_server module takes the model as --model.
+        assert flag_values(argv, "--model") == [str(Path(local_profile.model.dir).resolve())]
+
+
+def test_cpu_replicas_use_different_cores(local_profile: Profile):
+    plan = plan_arm(local_profile, "replicated")
+    assert [i.service.env["VLLM_CPU_OMP_THREADS_BIND"] for i in plan.instances] == ["0", "1"]
+
+
+@pytest.mark.parametrize("arm", ["single", "replicated", "disaggregated"])
+def test_cuda_instances_see_their_gpu_and_are_not_pinned(cuda_profile: Profile, arm: str):
+    model = str(Path(cuda_profile.model.dir).resolve())
+    for instance in plan_arm(cuda_profile, arm).instances:
+        argv = instance.service.argv
+        env = instance.service.env
+        (gpu,) = instance.server.devices
+        assert env["CUDA_VISIBLE_DEVICES"] == str(gpu)
+        assert "VLLM_CPU_OMP_THREADS_BIND" not in env
+        assert "taskset" not in argv
+        assert list(argv[:3]) == ["vllm", "serve", model]
+        assert "--model" not in argv
+
+
+def test_cuda_disaggregated_buffers_kv_on_the_gpu(cuda_profile: Profile):
+    plan = plan_arm(cuda_profile, "disaggregated")
+    configs = [kv_transfer_config(i.service.argv) for i in plan.instances]
+    assert [c["kv_buffer_device"] for c in configs] == ["cuda", "cuda"]
+    assert [c["kv_role"] for c in configs] == ["kv_producer", "kv_consumer"]
+
+
+def test_kv_connector_extra_config_reaches_both_roles(tiny_model: Path):
+    data = local_profile_data(tiny_model)
+    data["arms"]["disaggregated"]["kv_connector_extra_config"] = {"kv_lease_duration": 60}
+    plan = plan_arm(Profile.model_validate(data), "disaggregated")
+    for instance in plan.instances:
+        extra = kv_transfer_config(instance.service.argv)["kv_connector_extra_config"]
+        assert extra == {"kv_lease_duration": 60}
+
+
+def test_disaggregated_proxy_gets_prefill_and_decode_urls(local_profile: Profile):
+    plan = plan_arm(local_profile, "disaggregated")
+    base = local_profile.vllm.base_port
+    argv = plan.proxy.argv
+    assert flag_values(argv, "--prefill") == [f"http://127.0.0.1:{base}"]
+    assert flag_values(argv, "--decode") == [f"http://127.0.0.1:{base + 1}"]
+    assert flag_values(argv, "--backend") == []
+    assert plan.role_urls("prefill") == [f"http://127.0.0.1:{base}"]
+    assert plan.role_urls("decode") == [f"http://127.0.0.1:{base + 1}"]
+
+
+@pytest.mark.parametrize(("arm", "count"), [("single", 1), ("replicated", 2)])
+def test_other_proxies_get_backend_urls(local_profile: Profile, arm: str, count: int):
+    plan = plan_arm(local_profile, arm)
+    base = local_profile.vllm.base_port
+    argv = plan.proxy.argv
+    assert flag_values(argv, "--backend") == [f"http://127.0.0.1:{base + i}" for i in range(count)]
+    assert flag_values(argv, "--prefill") == flag_values(argv, "--decode") == []
+    assert flag_values(argv, "--port") == [str(local_profile.proxy.port)]
+    assert plan.proxy_url == f"http://127.0.0.1:{local_profile.proxy.port}"
+
+
+def test_instance_tokens_are_served_and_differ_between_plans(local_profile: Profile):
+    first, second = plan_arm(local_profile, "replicated"), plan_arm(local_profile, "replicated")
+
+    def tokens(plan: ArmPlan) -> list[str]:
+        return [i.service.identity_token for i in plan.instances] + [plan.proxy.identity_token]
+
+    assert set(tokens(first)).isdisjoint(tokens(second))
+    assert len(set(tokens(first))) == 3
+    for instance in first.instances:
+        # Served beside the model name, so /v1/models proves which launch answers.
+        names = instance.service.argv[instance.service.argv.index("--served-model-name") + 1 :]
+        assert names[:2] == ("tiny", instance.service.identity_token)
+        assert instance.service.identity_path == "/v1/models"
+    assert flag_values(first.proxy.argv, "--instance-token") == [first.proxy.identity_token]
+
+
+def test_unknown_or_disabled_arm_is_refused(tiny_model: Path):
+    data = local_profile_data(tiny_model)
+    data["arms"]["replicated"] = None
+    profile = Profile.model_validate(data)
+    with pytest.raises(ValueError, match="'replicated'"):
+        plan_arm(profile, "replicated")
+    with pytest.raises(ValueError, match="'pipelined'"):
+        plan_arm(profile, "pipelined")
+
+
+def test_vllm_env_overrides_host_env(tiny_model: Path):
+    data = local_profile_data(tiny_model)
+    data["vllm"]["env"] = {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    (instance,) = plan_arm(Profile.model_validate(data), "single").instances
+    assert instance.service.env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+
+
+def test_format_plan_mentions_every_arm_service_and_env(local_profile: Profile):
+    text = format_plan(local_profile)
+    for arm in ("single", "replicated", "disaggregated"):
+        assert f"## arm {arm} " in text
+        plan = plan_arm(local_profile, arm)
+        for instance in plan.instances:
+            assert f"] {instance.service.name}\n" in text
+            for key, value in instance.service.env.items():
+                assert f"    {key}={shlex.quote(value)}\n" in text
+    for name in ("single-0", "replicated-0", "replicated-1"):
+        assert f"] {name}\n" in text
+    for name in ("disaggregated-prefill-0", "disaggregated-decode-1", "proxy"):
+        assert f"] {name}\n" in text
+    assert "VLLM_CPU_KVCACHE_SPACE=1" in text
+
+
+def test_launching_env_passes_transport_variables_only(
+    local_profile: Profile, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("UCX_TLS", "tcp,self")
+    monkeypatch.setenv("UCX_NET_DEVICES", "lo")
+    monkeypatch.setenv("PDPIPELINE_TEST_UNRELATED", "1")
+    for instance in plan_arm(local_profile, "disaggregated").instances:
+        env = instance.service.env
+        assert env["UCX_TLS"] == "tcp,self"
+        assert env["UCX_NET_DEVICES"] == "lo"
+        assert "PDPIPELINE_TEST_UNRELATED" not in env
+
+
+def test_engine_environment_filters_host_env():
+    spec = ServerSpec(name="s", model_dir="/m", served_model_name="m", port=8100)
+    env = environment(
+        spec,
+        {"UCX_TLS": "rc", "NIXL_LOG_LEVEL": "debug", "NCCL_DEBUG": "INFO", "PATH": "/x", "X": "1"},
+    )
+    assert {k: env[k] for k in ("UCX_TLS", "NIXL_LOG_LEVEL", "NCCL_DEBUG")} == {
+        "UCX_TLS": "rc",
+        "NIXL_LOG_LEVEL": "debug",
+        "NCCL_DEBUG": "INFO",
+    }
+    assert "PATH" not in env and "X" not in env
+    assert environment(spec) == environment(spec, {})

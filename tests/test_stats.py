@@ -1,0 +1,258 @@
+"""Run summaries from per-request records, and /metrics parsing and deltas.
+
+Every expected number is worked out by hand in a comment from the records, not from the code.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pytest import approx
+
+from pdpipeline.loadgen.client import RequestRecord
+from pdpipeline.loadgen.metrics import deltas, parse, total
+from pdpipeline.loadgen.stats import Slo, format_summary, summarize
+
+
+def record(
+    index: int,
+    sent_at: float,
+    ttft_s: float | None,
+    e2e_s: float | None,
+    output_tokens: int | None = 11,
+    prompt_tokens: int | None = 100,
+    status: int | None = 200,
+    error: str | None = None,
+    itl_s: list[float] | None = None,
+) -> RequestRecord:
+    return RequestRecord(
+        index=index,
+        request_id=f"req-{index}",
+        sent_at=sent_at,
+        ttft_s=ttft_s,
+        e2e_s=e2e_s,
+        itl_s=itl_s or [],
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        expected_prompt_tokens=100,
+        expected_output_tokens=11,
+        status=status,
+        error=error,
+    )
+
+
+# Four good requests, 100 prompt and 11 output tokens each; TPOT = (E2E - TTFT) / 10.
+#   index sent     TTFT  E2E   end      TPOT
+#   0     1000.0   0.1   0.5   1000.5   0.04
+#   1     1000.5   0.2   1.2   1001.7   0.10
+#   2     1001.0   0.3   0.6   1001.6   0.03
+#   3     1001.5   0.6   2.5   1004.0   0.19
+GOOD = [
+    record(0, 1000.0, 0.1, 0.5, itl_s=[0.01, 0.03]),
+    record(1, 1000.5, 0.2, 1.2, itl_s=[0.02, 0.04]),
+    record(2, 1001.0, 0.3, 0.6),
+    record(3, 1001.5, 0.6, 2.5),
+]
+
+
+def test_throughput_over_first_sent_to_last_finished():
+    s = summarize(GOOD, gpus=2)
+    # Window: 1004.0 - 1000.0 = 4.0 s.
+    assert s["duration_s"] == approx(4.0)
+    assert (s["requests"], s["failed"], s["valid"], s["first_error"]) == (4, 0, True, None)
+    # 4 requests / 4 s = 1 req/s; 4 x 11 = 44 output tokens / 4 s = 11 tok/s;
+    # 44 + 4 x 100 = 444 total tokens / 4 s = 111 tok/s; per GPU (2): 5.5 and 55.5.
+    assert s["request_throughput"] == approx(1.0)
+    assert s["output_throughput"] == approx(11.0)
+    assert s["total_throughput"] == approx(111.0)
+    assert s["output_throughput_per_gpu"] == approx(5.5)
+    assert s["total_throughput_per_gpu"] == approx(55.5)
+    assert s["gpus"] == 2
+
+
+def test_latency_percentiles():
+    s = summarize(GOOD)
+    # TTFT ms sorted [100, 200, 300, 600]: mean 1200/4 = 300. Linear interpolation at rank
+    # p/100 x 3: p50 at 1.5 -> 250; p90 at 2.7 -> 300 + 0.7 x 300 = 510; p95 at 2.85 -> 555;
+    # p99 at 2.97 -> 591.
+    assert s["ttft_mean_ms"] == approx(300)
+    assert s["ttft_p50_ms"] == approx(250)
+    assert s["ttft_p90_ms"] == approx(510)
+    assert s["ttft_p95_ms"] == approx(555)
+    assert s["ttft_p99_ms"] == approx(591)
+    # TPOT ms sorted [30, 40, 100, 190]: mean 360/4 = 90; p50 at 1.5 -> 70;
+    # p90 at 2.7 -> 100 + 0.7 x 90 = 163.
+    assert s["tpot_mean_ms"] == approx(90)
+    assert s["tpot_p50_ms"] == approx(70)
+    assert s["tpot_p90_ms"] == approx(163)
+    # E2E ms sorted [500, 600, 1200, 2500]: mean 4800/4 = 1200; p50 at 1.5 -> 900.
+    assert s["e2e_mean_ms"] == approx(1200)
+    assert s["e2e_p50_ms"] == approx(900)
+    # ITL pools every gap of every request: sorted [10, 20, 30, 40]: mean 25; p50 25;
+    # p99 at 2.97 -> 30 + 0.97 x 10 = 39.7.
+    assert s["itl_mean_ms"] == approx(25)
+    assert s["itl_p50_ms"] == approx(25)
+    assert s["itl_p99_ms"] == approx(39.7)
+
+
+def test_goodput_counts_only_requests_meeting_every_slo():
+    # Default SLO TTFT <= 500 ms, TPOT <= 50 ms: request 0 (100, 40) and 2 (300, 30) meet it;
+    # 1 misses TPOT (100), 3 misses both (600, 190). 2 requests / 4 s = 0.5 req/s.
+    assert summarize(GOOD)["goodput"] == approx(0.5)
+    # TPOT <= 120 ms lets request 1 in too: 3 / 4 s = 0.75 req/s.
+    s = summarize(GOOD, slo=Slo(ttft_ms=500, tpot_ms=120))
+    assert s["goodput"] == approx(0.75)
+    assert (s["slo_ttft_ms"], s["slo_tpot_ms"]) == (500, 120)
+
+
+def test_failed_request_invalidates_the_run_and_is_named():
+    failed = record(4, 1000.2, None, None, None, None, status=500, error="HTTP 500: boom")
+    s = summarize([*GOOD, failed])
+    assert (s["requests"], s["failed"], s["valid"]) == (5, 1, False)
+    assert "HTTP 500: boom" in s["first_error"]
+    # Only the 4 good requests count: 4 / 4 s.
+    assert s["request_throughput"] == approx(1.0)
+    assert "HTTP 500: boom" in format_summary(s)
+
+
+def test_short_request_invalidates_the_run_and_is_named():
+    # Status 200 and fast, but 7 of the 11 tokens asked for.
+    short = record(4, 1000.2, 0.05, 0.3, output_tokens=7)
+    s = summarize([*GOOD, short])
+    assert s["valid"] is False
+    assert s["failed"] == 1
+    assert "7" in s["first_error"]
+    # The short request's tokens are left out: still 44 output tokens over 4 s.
+    assert s["output_throughput"] == approx(11.0)
+    # It would meet the SLO on latency, but a short request is not good: goodput stays 0.5.
+    assert s["goodput"] == approx(0.5)
+
+
+def test_first_error_is_the_first_in_record_order():
+    first = record(4, 1000.2, None, None, None, None, status=None, error="ClientError: refused")
+    second = record(5, 1000.3, None, None, None, None, status=500, error="HTTP 500: later")
+    first_error = summarize([*GOOD, first, second])["first_error"]
+    assert "ClientError: refused" in first_error
+    assert "later" not in first_error
+
+
+def test_prompt_token_mismatch_is_named_as_such():
+    wrong_prompt = record(4, 1000.2, 0.05, 0.3, prompt_tokens=99)
+    assert "prompt" in summarize([*GOOD, wrong_prompt])["first_error"]
+
+
+def test_no_records_is_not_a_valid_run():
+    s = summarize([])
+    assert s["valid"] is False
+    assert s["request_throughput"] == 0.0
+    assert s["ttft_p50_ms"] is None
+
+
+def test_slo_met():
+    slo = Slo(ttft_ms=500, tpot_ms=50)
+    assert slo.met(record(0, 0.0, 0.1, 0.5))  # TTFT 100 ms, TPOT 40 ms
+    assert slo.met(record(0, 0.0, 0.5, 0.9))  # TTFT 500 ms exactly, TPOT 40 ms
+    assert not slo.met(record(0, 0.0, 0.6, 0.9))  # TTFT 600 ms
+    assert not slo.met(record(0, 0.0, 0.1, 1.1))  # TPOT 100 ms
+    assert not slo.met(record(0, 0.0, None, None, None))  # never got a token
+    assert not slo.met(record(0, 0.0, 0.1, 0.5, error="stream ended without [DONE]"))
+    assert not slo.met(record(0, 0.0, 0.1, 0.5, output_tokens=5))  # short
+    # One output token: no TPOT, judged on TTFT alone.
+    one = record(0, 0.0, 0.1, 0.1, output_tokens=1)
+    one.expected_output_tokens = 1
+    assert one.tpot_s is None and slo.met(one)
+
+
+BEFORE = """\
+# HELP vllm:prompt_tokens_total Number of prefill tokens processed.
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{engine="0",model_name="tiny"} 100.0
+vllm:prompt_tokens_created{engine="0",model_name="tiny"} 1.7e+09
+# HELP vllm:prompt_tokens_by_source_total Prompt tokens by source.
+# TYPE vllm:prompt_tokens_by_source_total counter
+vllm:prompt_tokens_by_source_total{model_name="tiny",source="local_compute"} 100.0
+vllm:prompt_tokens_by_source_total{model_name="tiny",source="external_kv_transfer"} 0.0
+vllm:prompt_tokens_by_source_created{model_name="tiny",source="local_compute"} 1.7e+09
+vllm:prompt_tokens_by_source_created{model_name="tiny",source="external_kv_transfer"} 1.7e+09
+# HELP vllm:num_requests_running Requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="tiny"} 3.0
+# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="tiny"} 2.0
+vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="tiny"} 4.0
+vllm:time_to_first_token_seconds_count{model_name="tiny"} 4.0
+vllm:time_to_first_token_seconds_sum{model_name="tiny"} 0.9
+vllm:time_to_first_token_seconds_created{model_name="tiny"} 1.7e+09
+"""
+
+AFTER = """\
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{engine="0",model_name="tiny"} 612.0
+vllm:prompt_tokens_created{engine="0",model_name="tiny"} 1.7e+09
+# TYPE vllm:prompt_tokens_by_source_total counter
+vllm:prompt_tokens_by_source_total{model_name="tiny",source="local_compute"} 132.0
+vllm:prompt_tokens_by_source_total{model_name="tiny",source="external_kv_transfer"} 480.0
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="tiny"} 1.0
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="tiny"} 5.0
+vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="tiny"} 10.0
+vllm:time_to_first_token_seconds_count{model_name="tiny"} 10.0
+vllm:time_to_first_token_seconds_sum{model_name="tiny"} 2.4
+vllm:time_to_first_token_seconds_created{model_name="tiny"} 1.7e+09
+# TYPE vllm:nixl_num_failed_transfers counter
+vllm:nixl_num_failed_transfers_total{model_name="tiny"} 0.0
+"""
+
+
+def key(name: str, **labels: str) -> tuple[str, str]:
+    return name, json.dumps(dict(sorted(labels.items())))
+
+
+def test_parse_reads_every_sample_but_created():
+    samples = parse(BEFORE)
+    assert samples == {
+        key("vllm:prompt_tokens_total", engine="0", model_name="tiny"): 100.0,
+        key("vllm:prompt_tokens_by_source_total", model_name="tiny", source="local_compute"): 100.0,
+        key(
+            "vllm:prompt_tokens_by_source_total", model_name="tiny", source="external_kv_transfer"
+        ): 0.0,
+        key("vllm:num_requests_running", engine="0", model_name="tiny"): 3.0,
+        key("vllm:time_to_first_token_seconds_bucket", le="0.1", model_name="tiny"): 2.0,
+        key("vllm:time_to_first_token_seconds_bucket", le="+Inf", model_name="tiny"): 4.0,
+        key("vllm:time_to_first_token_seconds_count", model_name="tiny"): 4.0,
+        key("vllm:time_to_first_token_seconds_sum", model_name="tiny"): 0.9,
+    }
+
+
+def test_deltas_subtract_counters_and_read_gauges_after():
+    rows = {(r.name, r.labels): r for r in deltas("decode", parse(BEFORE), parse(AFTER))}
+    assert {r.server for r in rows.values()} == {"decode"}
+    prompt = rows[key("vllm:prompt_tokens_total", engine="0", model_name="tiny")]
+    # Counter: 612 - 100 = 512.
+    assert (prompt.before, prompt.after, prompt.delta) == (100.0, 612.0, 512.0)
+    # Gauge: the value after the run (1), not 1 - 3.
+    running = rows[key("vllm:num_requests_running", engine="0", model_name="tiny")]
+    assert (running.before, running.after, running.delta) == (3.0, 1.0, 1.0)
+    # Histogram parts accumulate: count 10 - 4 = 6, sum 2.4 - 0.9 = 1.5, bucket 5 - 2 = 3.
+    count = rows[key("vllm:time_to_first_token_seconds_count", model_name="tiny")]
+    assert count.delta == 6.0
+    ttft_sum = rows[key("vllm:time_to_first_token_seconds_sum", model_name="tiny")]
+    assert ttft_sum.delta == approx(1.5)
+    bucket = rows[key("vllm:time_to_first_token_seconds_bucket", le="0.1", model_name="tiny")]
+    assert bucket.delta == 3.0
+    # A sample new since before: the whole value is the run's, before is None.
+    failed = rows[key("vllm:nixl_num_failed_transfers_total", model_name="tiny")]
+    assert (failed.before, failed.delta) == (None, 0.0)
+
+
+def test_total_sums_deltas_with_label_filter():
+    rows = deltas("decode", parse(BEFORE), parse(AFTER))
+    name = "vllm:prompt_tokens_by_source_total"
+    # local_compute 132 - 100 = 32; external_kv_transfer 480 - 0 = 480; together 512.
+    assert total(rows, name) == approx(512.0)
+    assert total(rows, name, source="external_kv_transfer") == approx(480.0)
+    assert total(rows, name, source="local_compute", model_name="tiny") == approx(32.0)
+    assert total(rows, name, source="external_kv_transfer", model_name="other") == 0.0
+    assert total(rows, "vllm:no_such_metric_total") == 0.0
