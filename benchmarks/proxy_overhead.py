@@ -35,12 +35,12 @@ import uvloop
 from aiohttp import web
 
 from pdpipeline.errors import PdPipelineError, RunInvalidError
-from pdpipeline.launch.base import Service, ServiceSpec
+from pdpipeline.launch.base import ServiceSpec
 from pdpipeline.launch.local import LocalLauncher
 from pdpipeline.loadgen.client import Client, RequestRecord
 from pdpipeline.loadgen.schedule import Load, run_load
 from pdpipeline.loadgen.stats import summarize
-from pdpipeline.loadgen.workload import Lengths, TokenIdPrompts, build_requests
+from pdpipeline.loadgen.workload import Lengths, RequestSpec, TokenIdPrompts, build_requests
 from pdpipeline.plan import server_service
 from pdpipeline.serving.engine import ServerSpec
 
@@ -233,7 +233,7 @@ class Settings:
 
 
 async def closed_loop(
-    client: Client, path: str, concurrency: int, requests: Sequence, round_: int
+    client: Client, path: str, concurrency: int, requests: Sequence[RequestSpec], round_: int
 ) -> Segment:
     records = await run_load(client.send, requests, Load(concurrency=concurrency))
     summary = summarize(records)
@@ -245,78 +245,103 @@ async def closed_loop(
     return Segment(path, concurrency, round_, records, summary)
 
 
-async def measure(clients: dict[str, Client], settings: Settings) -> list[Segment]:
-    """Warm both paths, then alternate which path goes first each round and concurrency."""
-    source = TokenIdPrompts(settings.vocab_size)
-    lengths = Lengths(settings.input_tokens, settings.input_tokens)
-    outputs = Lengths(settings.output_tokens, settings.output_tokens)
+class Workload:
+    """Token-id requests of fixed lengths; the same prompts for both paths of a round."""
 
-    def specs(count: int, salt: str) -> list:
-        return build_requests(source, count, lengths, outputs, settings.seed, salt)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.source = TokenIdPrompts(settings.vocab_size)
+        self.inputs = Lengths(settings.input_tokens, settings.input_tokens)
+        self.outputs = Lengths(settings.output_tokens, settings.output_tokens)
 
+    def requests(self, count: int, salt: str) -> list[RequestSpec]:
+        return build_requests(
+            self.source, count, self.inputs, self.outputs, self.settings.seed, salt
+        )
+
+
+async def warm_up(clients: dict[str, Client], workload: Workload) -> None:
+    """Open every connection and warm every code path both measured paths use."""
     for c in CONCURRENCIES:
-        warmup = specs(max(2 * c, settings.per_round() // 4), f"warmup-c{c}")
+        requests = workload.requests(max(2 * c, workload.settings.per_round() // 4), f"warm-c{c}")
         for path in PATHS:
-            await closed_loop(clients[path], path, c, warmup, -1)
+            await closed_loop(clients[path], path, c, requests, -1)
+
+
+async def measure(clients: dict[str, Client], workload: Workload) -> list[Segment]:
+    """Alternate which path goes first each round and concurrency, so drift hits both."""
     segments = []
-    for round_ in range(settings.rounds):
+    for round_ in range(workload.settings.rounds):
         for i, c in enumerate(CONCURRENCIES):
-            # Both paths get the same prompts in a round; a fresh salt per round keeps any prefix
-            # cache from serving one round with another's prompts.
-            requests = specs(settings.per_round(), f"round{round_}-c{c}")
+            # A fresh salt per round keeps any prefix cache from serving one round with another's
+            # prompts; both paths of a round get the same ones.
+            requests = workload.requests(workload.settings.per_round(), f"round{round_}-c{c}")
             order = PATHS if (round_ + i) % 2 == 0 else PATHS[::-1]
             for path in order:
                 segments.append(await closed_loop(clients[path], path, c, requests, round_))
     return segments
 
 
-# --- CPU accounting: others' work on a shared machine skews every figure -------------------
+# --- CPU accounting: per-request cost, and others' work on a shared machine -------------------
 
 
 def _busy_s(times) -> float:
     return times.user + times.nice + times.system + times.irq + times.softirq
 
 
-def _tree_cpu_s(pids: Sequence[int]) -> float:
-    """CPU seconds used so far by these processes and their live descendants."""
-    total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            for proc in [root, *root.children(recursive=True)]:
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its live descendants (vLLM's engine workers).
+
+    This process is counted alone: the services it launched are its children too.
+    """
+    try:
+        root = psutil.Process(pid)
+        procs = [root] if pid == os.getpid() else [root, *root.children(recursive=True)]
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class CpuUsage:
+    wall_s: float
+    by_process: dict[str, float]  # CPU seconds of each of our processes
+    others_s: float  # CPU seconds every other process on the machine used meanwhile
+    steal_s: float
+    capacity_s: float  # wall time times cores
+
+    @property
+    def others_share(self) -> float:
+        return self.others_s / self.capacity_s if self.capacity_s else 0.0
 
 
 class CpuAccount:
-    """CPU time of the machine vs of this benchmark's processes, between `start` and `stop`."""
+    """CPU time of each of our processes, and of the rest of the machine, over a measurement.
 
-    def __init__(self, services: Sequence[Service]) -> None:
-        self.pids = [os.getpid(), *(s.pid for s in services)]
+    CPU per request is immune to scheduling noise; others' CPU tells a disturbed run apart.
+    """
 
-    def start(self) -> None:
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def __enter__(self) -> CpuAccount:
         self._wall = time.monotonic()
         self._machine = psutil.cpu_times()
-        self._ours = _tree_cpu_s(self.pids)
+        self._ours = {name: _cpu_s(pid) for name, pid in self.pids.items()}
+        return self
 
-    def stop(self) -> str:
-        wall = time.monotonic() - self._wall
+    def __exit__(self, *exc) -> None:
         machine = psutil.cpu_times()
-        ours = _tree_cpu_s(self.pids) - self._ours
-        others = max(0.0, _busy_s(machine) - _busy_s(self._machine) - ours)
-        steal = machine.steal - self._machine.steal
-        capacity = wall * (psutil.cpu_count() or 1)
-        line = (
-            f"CPU over the {wall:.0f} s measured: benchmark processes {ours:.1f} s, "
-            f"other processes {others:.1f} s ({100 * others / capacity:.0f}% of the machine), "
-            f"hypervisor steal {steal:.1f} s"
+        wall = time.monotonic() - self._wall
+        ours = {name: _cpu_s(pid) - self._ours[name] for name, pid in self.pids.items()}
+        busy = _busy_s(machine) - _busy_s(self._machine)
+        self.usage = CpuUsage(
+            wall_s=wall,
+            by_process=ours,
+            others_s=max(0.0, busy - sum(ours.values())),
+            steal_s=machine.steal - self._machine.steal,
+            capacity_s=wall * (psutil.cpu_count() or 1),
         )
-        if others > OTHERS_WARN_SHARE * capacity:
-            line += "\nWARNING: other work ran during the measurement; rerun on a quiet machine"
-        return line
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -367,6 +392,22 @@ def table(segments: list[Segment]) -> tuple[str, float]:
             f"{rate_direct:>8.0f} {rate_proxy:>8.0f} {rate_proxy / rate_direct:>6.2f}"
         )
     return "\n".join(lines), added_c1
+
+
+def cpu_report(usage: CpuUsage, segments: list[Segment]) -> str:
+    proxied = sum(len(s.records) for s in segments if s.path == "proxy")
+    served = sum(len(s.records) for s in segments)
+    ours = ", ".join(f"{name} {cpu_s:.1f} s" for name, cpu_s in usage.by_process.items())
+    lines = [
+        f"CPU over the {usage.wall_s:.0f} s measured: {ours}; other processes "
+        f"{usage.others_s:.1f} s ({100 * usage.others_share:.0f}% of the machine), "
+        f"hypervisor steal {usage.steal_s:.1f} s",
+        f"CPU per request: proxy {1e6 * usage.by_process['proxy'] / proxied:.0f} us per proxied "
+        f"request; upstream {1e6 * usage.by_process['upstream'] / served:.0f} us per request",
+    ]
+    if usage.others_share > OTHERS_WARN_SHARE:
+        lines.append("WARNING: other work ran during the measurement; rerun on a quiet machine")
+    return "\n".join(lines)
 
 
 def header(settings: Settings, upstream: str, log_dir: Path) -> str:
@@ -444,15 +485,17 @@ async def run(args: argparse.Namespace, plan: UpstreamPlan, token: str) -> None:
             "direct": await stack.enter_async_context(Client(upstream.url, plan.model)),
             "proxy": await stack.enter_async_context(Client(proxy.url, plan.model)),
         }
-        cpu = CpuAccount([upstream, proxy])
-        cpu.start()
-        segments = await measure(clients, settings)
-        cpu_line = cpu.stop()
+        workload = Workload(settings)
+        await warm_up(clients, workload)
+        pids = {"client": os.getpid(), "proxy": proxy.pid, "upstream": upstream.pid}
+        with CpuAccount(pids) as cpu:
+            segments = await measure(clients, workload)
         for service in (upstream, proxy):
             await launcher.ensure_alive(service)
     text, added_c1 = table(segments)
     print(text)
-    print(f"\n{cpu_line}")
+    print()
+    print(cpu_report(cpu.usage, segments))
     rounds = " ".join(f"{x:+.3f}" for x in added_p50_by_round(segments, 1))
     print(f"added p50 TTFT at c=1 per round (ms): {rounds}")
     verdict = "PASS" if added_c1 < ADDED_P50_LIMIT_MS else "FAIL"

@@ -40,15 +40,7 @@ def compare(runs: pl.DataFrame, layout: KVLayout | None = None) -> pl.DataFrame:
                 pl.col("ttft_p99_ms").mean(),
                 pl.col("tpot_p50_ms").mean(),
                 pl.col("tpot_p99_ms").mean(),
-                (pl.col("kv_bytes").sum() / pl.col("kv_transfers").sum()).alias(
-                    "kv_bytes_per_transfer"
-                ),
-                (pl.col("kv_xfer_time_s").sum() / pl.col("kv_transfers").sum()).alias(
-                    "kv_seconds_per_transfer"
-                ),
-                (pl.col("kv_bytes").sum() / pl.col("kv_xfer_time_s").sum() / 1e9).alias(
-                    "kv_gbyte_per_s"
-                ),
+                *_kv_figures(),
             ),
             on=[*POINT_KEYS, "arm"],
             how="left",
@@ -86,6 +78,20 @@ def compare(runs: pl.DataFrame, layout: KVLayout | None = None) -> pl.DataFrame:
     return per_arm.drop(pl.selectors.starts_with("_")).sort(
         [*POINT_KEYS, pl.col("arm").replace_strict(ARM_ORDER)], nulls_last=True
     )
+
+
+def _kv_figures() -> list[pl.Expr]:
+    """Per-transfer bytes and time, and bandwidth; null where no KV moved (non-disaggregated)."""
+    moved = pl.col("kv_transfers").sum() > 0
+
+    def per(numerator: str, denominator: str, scale: float = 1.0) -> pl.Expr:
+        return pl.when(moved).then(pl.col(numerator).sum() / pl.col(denominator).sum() / scale)
+
+    return [
+        per("kv_bytes", "kv_transfers").alias("kv_bytes_per_transfer"),
+        per("kv_xfer_time_s", "kv_transfers").alias("kv_seconds_per_transfer"),
+        per("kv_bytes", "kv_xfer_time_s", 1e9).alias("kv_gbyte_per_s"),
+    ]
 
 
 def _predicted_bytes(layout: KVLayout | None, input_len: str) -> float | None:

