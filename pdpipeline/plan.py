@@ -90,6 +90,7 @@ def server_spec(
             else {}
         ),
         side_channel_port=v.side_channel_base_port + slot if role != "standalone" else None,
+        side_channel_host=host.kv_address,
         dtype=profile.model.dtype,
         kv_cache_dtype=None
         if profile.model.kv_cache_dtype == "auto"
@@ -108,14 +109,17 @@ def server_spec(
     )
 
 
-def server_service(server: ServerSpec, start_timeout_s: float) -> ServiceSpec:
-    """The launchable service for one vLLM instance."""
+def server_service(
+    server: ServerSpec, start_timeout_s: float, host_env: dict[str, str] | None = None
+) -> ServiceSpec:
+    """The launchable service for one vLLM instance; `host_env` is the launching environment
+    whose UCX/NIXL/NCCL settings pass through (the controller's own, for local hosts only)."""
     return ServiceSpec(
         name=server.name,
         argv=tuple(command(server)),
         host=server.advertise_host,
         ports=server.ports,
-        env=environment(server, dict(os.environ)),
+        env=environment(server, host_env),
         identity_path="/v1/models",
         identity_token=server.instance_token,
         start_timeout_s=start_timeout_s,
@@ -161,7 +165,11 @@ def plan_arm(profile: Profile, arm: str) -> ArmPlan:
             Instance(
                 profile.host(placement.host),
                 server,
-                server_service(server, profile.vllm.start_timeout_s),
+                server_service(
+                    server,
+                    profile.vllm.start_timeout_s,
+                    dict(os.environ) if _is_local(profile.host(placement.host)) else None,
+                ),
             )
         )
     urls = {"backend": [], "prefill": [], "decode": []}

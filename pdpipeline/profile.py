@@ -38,6 +38,9 @@ class SshSettings(Strict):
 class Host(Strict):
     name: str
     address: str = Field(description="address the controller and the other hosts use")
+    # NIXL's handshake side channel: the address the other hosts reach over the KV network
+    # (e.g. the RoCE interface); defaults to `address`.
+    kv_address: str | None = None
     reach: Literal["local", "ssh"] = "local"
     ssh: SshSettings | None = None
     # Command that starts vLLM's OpenAI server; None: this interpreter's vllm module (local).

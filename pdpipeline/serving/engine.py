@@ -38,6 +38,7 @@ class ServerSpec:
     kv_connector: str = "NixlConnector"
     kv_connector_extra_config: dict = field(default_factory=dict)
     side_channel_port: int | None = None
+    side_channel_host: str | None = None  # defaults to advertise_host
     dtype: str | None = None
     kv_cache_dtype: str | None = None
     gpu_memory_utilization: float | None = None
@@ -136,7 +137,7 @@ def environment(spec: ServerSpec, host_env: dict[str, str] | None = None) -> dic
         else:
             env["VLLM_CPU_OMP_THREADS_BIND"] = devices
     if spec.role != "standalone":
-        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = spec.advertise_host
+        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = spec.side_channel_host or spec.advertise_host
         env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(spec.side_channel_port or 5600)
     env |= spec.env
     return env
