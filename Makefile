@@ -6,7 +6,7 @@ MODEL := models/tiny-llama
 PROFILE ?= profiles/local.yaml
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup run test ui lint bench clean
+.PHONY: setup run test ui lint bench clean offline-wheels
 
 setup: $(VENV)/.installed $(MODEL)/tokenizer.json
 
@@ -43,3 +43,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(MODEL) .runs
+
+# Wheels for an offline Python 3.12 x86_64 GPU host (scripts/gpu-host-packages.txt lists what it
+# already has), in parts of at most 60 MiB under .whl/; see README, "Offline GPU hosts".
+offline-wheels:
+	$(PYTHON) scripts/offline_wheels.py --out .whl

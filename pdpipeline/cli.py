@@ -95,7 +95,10 @@ def _campaign(args: argparse.Namespace) -> None:
     from pdpipeline.pipeline import run_campaign
     from pdpipeline.warehouse.store import Warehouse
 
-    campaign = run_campaign(args.profile)
+    campaign = run_campaign(args.profile, assets=args.assets)
+    if campaign is None:  # some assets of the latest campaign, not a new one
+        print(f"materialized {', '.join(args.assets)}")
+        return
     warehouse = Warehouse()
     table = warehouse.query("SELECT * FROM comparison WHERE campaign_id = ?", [campaign.id])
     print(f"\ncampaign {campaign.id}\n\n{markdown(table)}\n")
@@ -170,6 +173,12 @@ def parser() -> argparse.ArgumentParser:
 
     campaign = commands.add_parser("campaign", help="materialize every asset on a profile")
     campaign.add_argument("profile", nargs="?", default="profiles/local.yaml")
+    campaign.add_argument(
+        "--assets",
+        nargs="+",
+        metavar="ASSET",
+        help="only these (e.g. single_node_run): arm by arm against the latest hardware_check",
+    )
     campaign.set_defaults(func=_campaign)
 
     sql = commands.add_parser("sql", help="read-only SQL on the warehouse")

@@ -149,9 +149,9 @@ def _one_line(run: dict) -> str:
 async def _measure(client, source, profile, point, metrics_urls, plan, slo) -> BenchResult:
     workload = profile.workload
     salt = point.key
-    requests = build_requests(
-        source, workload.requests_per_point, point.input_len, point.output_len, workload.seed, salt
-    )
+    # A closed loop needs a few waves to reach a steady state: at least two per point.
+    count = max(workload.requests_per_point, 2 * (point.load.concurrency or 0))
+    requests = build_requests(source, count, point.input_len, point.output_len, workload.seed, salt)
     warmup = build_requests(
         source,
         workload.warmup_requests,
