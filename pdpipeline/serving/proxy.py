@@ -20,12 +20,13 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from yarl import URL
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVED_BY_HEADER = "X-Served-By"
@@ -57,6 +58,13 @@ class UpstreamError(Exception):
 class Backend:
     url: str
     session: aiohttp.ClientSession
+    _endpoints: dict[str, URL] = field(default_factory=dict)
+
+    def endpoint(self, path: str) -> URL:
+        """The backend's URL for `path`, parsed once: the hot path skips URL parsing."""
+        if path not in self._endpoints:
+            self._endpoints[path] = URL(self.url + path)
+        return self._endpoints[path]
 
 
 class Pool:
@@ -144,6 +152,7 @@ class Proxy:
                             aiohttp.ClientSession(
                                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
                                 timeout=timeout,
+                                cookie_jar=aiohttp.DummyCookieJar(),
                             ),
                         )
                         for url in urls
@@ -220,7 +229,7 @@ class Proxy:
         self.metrics.requests.labels(backend.url, "prefill").inc()
         try:
             async with backend.session.post(
-                backend.url + request.path,
+                backend.endpoint(request.path),
                 json=prefill_body,
                 headers={REQUEST_ID_HEADER: request_id},
             ) as upstream:
@@ -247,7 +256,7 @@ class Proxy:
         headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id}
         try:
             async with backend.session.post(
-                backend.url + request.path, data=body, headers=headers
+                backend.endpoint(request.path), data=body, headers=headers
             ) as upstream:
                 if upstream.status != 200:
                     raise self._upstream_error(backend, upstream.status, await upstream.read())
