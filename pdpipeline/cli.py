@@ -115,6 +115,45 @@ def _sql(args: argparse.Namespace) -> None:
     print(format_rows(columns, rows))
 
 
+def _latest(warehouse, campaign: str | None) -> str:
+    if campaign:
+        return campaign
+    return warehouse.query("SELECT campaign_id FROM latest_campaign")["campaign_id"][0]
+
+
+def _report(args: argparse.Namespace) -> None:
+    from pdpipeline.report.build import build
+    from pdpipeline.warehouse.store import Warehouse
+
+    warehouse = Warehouse(args.warehouse)
+    campaign = _latest(warehouse, args.campaign)
+    out = args.out or warehouse.path.parent / "reports" / campaign
+    report = build(warehouse, campaign, out)
+    print(f"{report.summary_md}\n\nreport: {report.html_path}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from pdpipeline.report.build import CAMPAIGN_TABLES, build
+    from pdpipeline.warehouse.store import Warehouse
+
+    warehouse = Warehouse(args.warehouse)
+    campaign = _latest(warehouse, args.campaign)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for table in CAMPAIGN_TABLES:
+        frame = warehouse.query(f"SELECT * FROM {table} WHERE campaign_id = ?", [campaign])
+        if table == "campaigns":
+            (out / "profile.yaml").write_text(frame["profile_text"][0])
+            frame = frame.drop("profile_text")
+        frame.write_csv(out / f"{table}.csv")
+    requests = warehouse.query("SELECT * FROM requests WHERE campaign_id = ?", [campaign])
+    requests.write_parquet(out / "requests.parquet")
+    report = build(warehouse, campaign, out)
+    print(f"campaign {campaign} exported to {out} (report: {report.html_path})")
+
+
 def format_rows(columns: list[str], rows: list[tuple]) -> str:
     """A plain aligned text table."""
     cells = [columns] + [["" if v is None else str(v) for v in row] for row in rows]
@@ -185,6 +224,18 @@ def parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
     sql.set_defaults(func=_sql)
+
+    report = commands.add_parser("report", help="plots and HTML report of a campaign")
+    report.add_argument("campaign", nargs="?", help="campaign id (default: the latest)")
+    report.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
+    report.add_argument("--out", help="default: warehouse/reports/CAMPAIGN/")
+    report.set_defaults(func=_report)
+
+    export = commands.add_parser("export", help="a campaign's tables as CSV/parquet, with report")
+    export.add_argument("campaign", nargs="?", help="campaign id (default: the latest)")
+    export.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=_export)
 
     tiny = commands.add_parser("tiny-model", help="build the tiny local model dir")
     tiny.add_argument("--out", default="models/tiny-llama")

@@ -56,3 +56,8 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def store(self) -> Warehouse:
         return Warehouse(self.path)
+
+    @property
+    def reports_dir(self) -> Path:
+        """HTML reports live beside the database file: warehouse/reports/<campaign>/."""
+        return Path(self.path).parent / "reports"

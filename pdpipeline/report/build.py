@@ -1,0 +1,178 @@
+"""A campaign's report: PNG figures, a self-contained HTML page and a markdown summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pdpipeline.compare import markdown
+from pdpipeline.report import plots
+from pdpipeline.report.verdict import headline, verdicts
+from pdpipeline.warehouse.store import Warehouse
+
+CAMPAIGN_TABLES = ("campaigns", "hosts", "kv_cache", "runs", "comparison")
+
+
+@dataclass
+class Report:
+    campaign_id: str
+    directory: Path
+    figures: dict[str, Path]
+    html_path: Path
+    summary_md: str
+
+
+def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
+    frames = {
+        t: warehouse.query(f"SELECT * FROM {t} WHERE campaign_id = ?", [campaign_id])
+        for t in CAMPAIGN_TABLES
+    }
+    frames["requests"] = warehouse.query(
+        """
+        SELECT q.arm, q.ok, q.ttft_s, q.tpot_s, r.input_len, r.output_len, r.concurrency,
+               r.request_rate
+        FROM requests q JOIN runs r USING (run_id)
+        WHERE q.campaign_id = ? AND r.valid
+        """,
+        [campaign_id],
+    )
+    profile = frames["campaigns"]["profile_name"][0]
+    frames["trend"] = warehouse.query(
+        """
+        SELECT k.campaign_id, k.started_at, r.arm, max(r.output_throughput_per_gpu)
+               AS output_throughput_per_gpu
+        FROM runs r JOIN campaigns k USING (campaign_id)
+        WHERE k.profile_name = ? AND r.valid GROUP BY ALL ORDER BY k.started_at
+        """,
+        [profile],
+    )
+    return frames
+
+
+def build(warehouse: Warehouse, campaign_id: str, directory: str | Path) -> Report:
+    """Write the figures and `report.html` for one campaign into `directory`."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    f = load(warehouse, campaign_id)
+    comparison = f["comparison"]
+    runs = f["runs"]
+    slo = f"TTFT <= {runs['slo_ttft_ms'][0]:.0f} ms, TPOT <= {runs['slo_tpot_ms'][0]:.0f} ms"
+    figures = {
+        "throughput": plots.throughput(comparison, out / "throughput.png", per_gpu=False),
+        "throughput_per_gpu": plots.throughput(
+            comparison, out / "throughput_per_gpu.png", per_gpu=True
+        ),
+        "latency": plots.latency(comparison, out / "latency.png"),
+        "latency_cdf": plots.latency_cdfs(f["requests"], out / "latency_cdf.png"),
+        "goodput": plots.goodput(comparison, out / "goodput.png", slo),
+    }
+    if comparison["kv_seconds_per_transfer"].drop_nulls().len():
+        figures["kv_transfer"] = plots.kv_transfer(
+            comparison, f["kv_cache"], out / "kv_transfer.png"
+        )
+    if f["trend"]["campaign_id"].n_unique() > 1:
+        figures["history"] = plots.history(f["trend"], out / "history.png")
+    points = verdicts(comparison)
+    summary = "\n".join(
+        [
+            f"## Campaign {campaign_id}",
+            "",
+            f"**{headline(points)}**",
+            "",
+            *(f"- {p.sentence()}" for p in points),
+            "",
+            markdown(comparison),
+        ]
+    )
+    html_path = out / "report.html"
+    html_path.write_text(_html(campaign_id, f, figures, points, summary))
+    return Report(campaign_id, out, figures, html_path, summary)
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pl.DataFrame, columns: list[str], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>"
+        for row in frame.iter_rows(named=True)
+    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 10 else f"{value:,.1f}"
+    return html.escape(str(value))
+
+
+def _html(campaign_id, f, figures, points, summary) -> str:
+    campaign = f["campaigns"].row(0, named=True) if f["campaigns"].height else {}
+    comparison_columns = [
+        "input_len",
+        "output_len",
+        "concurrency",
+        "request_rate",
+        "arm",
+        "gpus",
+        "valid_repeats",
+        "output_throughput",
+        "output_throughput_per_gpu",
+        "output_throughput_per_gpu_std",
+        "per_gpu_vs_single",
+        "per_gpu_vs_replicated",
+        "ttft_p50_ms",
+        "ttft_p99_ms",
+        "tpot_p50_ms",
+        "tpot_p99_ms",
+        "goodput",
+        "kv_bytes_per_transfer",
+        "kv_seconds_per_transfer",
+        "kv_gbyte_per_s",
+    ]
+    host_columns = [
+        "host",
+        "hostname",
+        "cpu_model",
+        "cpu_count",
+        "gpu_count",
+        "gpus",
+        "link_gbit_per_s",
+        "versions",
+    ]
+    verdict_items = "".join(f"<li>{html.escape(p.sentence())}</li>" for p in points)
+    images = "".join(
+        f"<figure>{_image(p)}<figcaption>{k}</figcaption></figure>" for k, p in figures.items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pdpipeline — {html.escape(campaign_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
+th {{ background: #f3f3f3; }} figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
+.headline {{ font-size: 1.2em; font-weight: 600; }}
+</style></head><body>
+<h1>Campaign {html.escape(campaign_id)}</h1>
+<p>Profile <b>{html.escape(str(campaign.get("profile_name", "")))}</b>, started
+{html.escape(str(campaign.get("started_at", "")))},
+git {html.escape(str(campaign.get("git_sha")))}.</p>
+<p class="headline" id="headline">{html.escape(headline(points))}</p>
+<ul id="verdict">{verdict_items}</ul>
+<h2>Comparison</h2>
+{_table(f["comparison"], comparison_columns, "comparison")}
+<h2>Figures</h2>
+{images}
+<h2>Hosts</h2>
+{_table(f["hosts"], host_columns, "hosts")}
+</body></html>
+"""

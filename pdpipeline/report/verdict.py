@@ -1,0 +1,96 @@
+"""The verdict: per workload point, which arm wins, by how much, and beyond the spread or not.
+
+Arms are judged against arms on as many GPUs: at the same offered load, one instance batches
+more per GPU than two, so single-vs-two-GPU ratios show batching, not architecture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from pdpipeline.compare import POINT_KEYS
+
+# A gap counts only when it exceeds this many standard deviations of the difference of the two
+# arms' repeat means (their spreads combined).
+SPREAD_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class PointVerdict:
+    point: dict
+    throughput_winner: str
+    throughput_gain: float  # winner's per-GPU throughput over the runner-up's, minus 1
+    throughput_significant: bool
+    latency_winner: str  # lowest TTFT p50
+    latency_gain: float  # runner-up's TTFT p50 over the winner's, minus 1
+    disaggregated_vs_replicated: float | None  # per-GPU throughput ratio
+
+    @property
+    def label(self) -> str:
+        p = self.point
+        load = f"c={p['concurrency']}" if p["concurrency"] is not None else f"{p['request_rate']}/s"
+        return f"{p['input_len']}/{p['output_len']} {load}"
+
+    def sentence(self) -> str:
+        significance = (
+            "beyond the run-to-run spread"
+            if self.throughput_significant
+            else "within the run-to-run spread"
+        )
+        return (
+            f"{self.label}: {self.throughput_winner} leads output tokens/s per GPU by "
+            f"{self.throughput_gain:.0%} ({significance}); {self.latency_winner} has the lowest "
+            f"TTFT p50 (the next arm's is {self.latency_gain:.0%} higher)."
+        )
+
+
+def verdicts(comparison: pl.DataFrame) -> list[PointVerdict]:
+    """One verdict per workload point that has at least two arms with valid runs."""
+    out = []
+    measured = comparison.filter(pl.col("valid_repeats") > 0)
+    for _, group in measured.group_by(POINT_KEYS, maintain_order=True):
+        fair = group.filter(pl.col("gpus") == group["gpus"].max())
+        group = fair if fair.height >= 2 else group
+        if group.height < 2:
+            continue
+        by_throughput = group.sort("output_throughput_per_gpu", descending=True)
+        best, second = by_throughput.row(0, named=True), by_throughput.row(1, named=True)
+        spread = math.hypot(
+            best["output_throughput_per_gpu_std"] or 0.0,
+            second["output_throughput_per_gpu_std"] or 0.0,
+        )
+        gap = best["output_throughput_per_gpu"] - second["output_throughput_per_gpu"]
+        by_latency = group.sort("ttft_p50_ms")
+        fastest, next_fastest = by_latency.row(0, named=True), by_latency.row(1, named=True)
+        disaggregated = group.filter(pl.col("arm") == "disaggregated")
+        out.append(
+            PointVerdict(
+                point={k: best[k] for k in POINT_KEYS},
+                throughput_winner=best["arm"],
+                throughput_gain=best["output_throughput_per_gpu"]
+                / second["output_throughput_per_gpu"]
+                - 1,
+                throughput_significant=gap > SPREAD_FACTOR * spread,
+                latency_winner=fastest["arm"],
+                latency_gain=next_fastest["ttft_p50_ms"] / fastest["ttft_p50_ms"] - 1,
+                disaggregated_vs_replicated=(
+                    disaggregated["per_gpu_vs_replicated"][0] if disaggregated.height else None
+                ),
+            )
+        )
+    return out
+
+
+def headline(points: list[PointVerdict]) -> str:
+    """One line on the question the tool exists for: disaggregation against the fair baseline."""
+    ratios = [p.disaggregated_vs_replicated for p in points if p.disaggregated_vs_replicated]
+    if not ratios:
+        return "No disaggregated run to judge."
+    wins = sum(r > 1 for r in ratios)
+    return (
+        f"Disaggregation beat replication (per-GPU throughput) at {wins} of {len(ratios)} "
+        f"workload points; its ratio to replicated ranged {min(ratios):.2f}x to {max(ratios):.2f}x."
+    )
