@@ -93,8 +93,10 @@ def _plan(args: argparse.Namespace) -> None:
 def _campaign(args: argparse.Namespace) -> None:
     from pdpipeline.compare import markdown
     from pdpipeline.pipeline import run_campaign
+    from pdpipeline.profile import load_profile
     from pdpipeline.warehouse.store import Warehouse
 
+    load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
     campaign = run_campaign(args.profile, assets=args.assets)
     if campaign is None:  # some assets of the latest campaign, not a new one
         print(f"materialized {', '.join(args.assets)}")

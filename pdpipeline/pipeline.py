@@ -35,7 +35,12 @@ def run_campaign(
         resources["cluster"] = {"config": {"log_dir": log_dir}}
     result = defs.resolve_job_def("campaign").execute_in_process(
         instance=instance,
-        run_config={"resources": resources},
+        # Progress lines (INFO) on the console; Dagster's step-by-step DEBUG events stay in the
+        # run's event log, visible in the UI.
+        run_config={
+            "resources": resources,
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
         asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
         raise_on_error=False,
     )
@@ -56,7 +61,12 @@ def _first_failure(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error is not None:
             error = event.step_failure_data.error
-            while error.cause is not None:  # the user's exception, not Dagster's wrapper
+            # The user's exception, not Dagster's wrappers around it (nor what it wraps itself).
+            while error.cls_name.startswith("Dagster") and error.cause is not None:
                 error = error.cause
-            return f"{event.step_key}: {error.message.strip().splitlines()[0]}"
+            message = error.message.strip().splitlines()[0]
+            # Our own errors read as sentences; a foreign one keeps its class name.
+            if message.startswith("pdpipeline."):
+                message = message.partition(": ")[2]
+            return f"{event.step_key}: {message}"
     return "the campaign run failed"

@@ -29,10 +29,15 @@ def free_port() -> int:
 
 
 def free_port_block(count: int, start: int = 20000) -> int:
-    """The first of `count` consecutive free loopback ports at or above `start`."""
+    """`count` consecutive free loopback ports at a random place at or above `start`.
+
+    Random, so a test run and another campaign on the same machine rarely reach for the same
+    ports between the check and the bind."""
+    import random
+
     from pdpipeline.launch.local import port_is_free
 
-    port = start
+    port = start + random.randrange(0, 4000, count)
     while not all(port_is_free("127.0.0.1", port + i) for i in range(count)):
         port += count
     return port
@@ -41,8 +46,8 @@ def free_port_block(count: int, start: int = 20000) -> int:
 def local_profile_data(model_dir: Path, **workload) -> dict:
     """A local profile like profiles/local.yaml, on ports free now, with a small workload."""
     base = free_port_block(4, 21000)
-    side = free_port_block(4, 25600)
-    proxy = free_port_block(1, 28200)
+    side = free_port_block(4, 26000)
+    proxy = free_port_block(1, 31000)
     return {
         "name": "test-local",
         "hosts": [

@@ -1,0 +1,84 @@
+"""The report from a real campaign's rows (the published two-H100 results), into a real DuckDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from pdpipeline.report.build import build
+from pdpipeline.report.verdict import headline, verdicts
+from pdpipeline.warehouse.store import Warehouse
+
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "h100x2-2026-11-27"
+CAMPAIGN = "h100x2-20261127T034529Z"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Warehouse:
+    """A warehouse holding the published campaign, loaded from its CSV/parquet export."""
+    store = Warehouse(tmp_path_factory.mktemp("w") / "w.duckdb")
+    tables = {
+        t: pl.read_csv(RESULTS / f"{t}.csv", try_parse_dates=True)
+        for t in ("hosts", "kv_cache", "runs", "comparison")
+    }
+    campaigns = pl.read_csv(RESULTS / "campaigns.csv", try_parse_dates=True).with_columns(
+        profile_text=pl.lit((RESULTS / "profile.yaml").read_text())
+    )
+    tables["campaigns"] = campaigns
+    tables["requests"] = pl.read_parquet(RESULTS / "requests.parquet")
+    tables["runs"] = tables["runs"].with_columns(pl.col("input_len", "output_len").cast(pl.Utf8))
+    for name in ("comparison", "kv_cache"):
+        if "input_len" in tables[name].columns:
+            tables[name] = tables[name].with_columns(
+                pl.col("input_len", "output_len").cast(pl.Utf8)
+            )
+    store.replace(tables, where={"campaign_id": CAMPAIGN})
+    return store
+
+
+@pytest.fixture(scope="module")
+def report(warehouse, tmp_path_factory):
+    return build(warehouse, CAMPAIGN, tmp_path_factory.mktemp("report"))
+
+
+def test_figures_are_real_images(report):
+    assert set(report.figures) >= {
+        "throughput",
+        "throughput_per_gpu",
+        "latency",
+        "latency_cdf",
+        "goodput",
+        "kv_transfer",
+    }
+    for path in report.figures.values():
+        pixels = mpimg.imread(path)
+        height, width = pixels.shape[:2]
+        assert width >= 600 and height >= 300, path.name
+        # Not blank: a plot has many distinct colours, a blank canvas one.
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 50, path.name
+
+
+def test_verdict_judges_disaggregation_against_replication(warehouse):
+    comparison = warehouse.query("SELECT * FROM comparison")
+    points = verdicts(comparison)
+    assert len(points) == 6
+    # Judged among arms on the same number of GPUs: single (1 GPU) is not a candidate.
+    assert {p.throughput_winner for p in points} <= {"replicated", "disaggregated"}
+    ratios = comparison.filter(pl.col("arm") == "disaggregated")["per_gpu_vs_replicated"]
+    wins = int((ratios > 1).sum())
+    assert headline(points).startswith(
+        f"Disaggregation beat replication (per-GPU throughput) at {wins} of 6"
+    )
+
+
+def test_html_is_self_contained(report):
+    html = report.html_path.read_text()
+    assert html.count('src="data:image/png;base64,') == len(report.figures)
+    assert "http://" not in html and "https://" not in html
+    assert html.count("<tr>") >= 18  # 6 points x 3 arms in the comparison table
+    assert yaml.safe_load((RESULTS / "profile.yaml").read_text())["name"] == "h100x2"
