@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pdpipeline.report.build import build
+from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
 
@@ -82,3 +83,34 @@ def test_html_is_self_contained(report):
     assert "http://" not in html and "https://" not in html
     assert html.count("<tr>") >= 18  # 6 points x 3 arms in the comparison table
     assert yaml.safe_load((RESULTS / "profile.yaml").read_text())["name"] == "h100x2"
+
+
+def test_a_slower_later_campaign_is_a_regression(warehouse, tmp_path):
+    later = "h100x2-later"
+    comparison = warehouse.query("SELECT * FROM comparison").with_columns(
+        campaign_id=pl.lit(later),
+        # Replicated got 20% slower at one point: beyond a 10% threshold, nothing else moved.
+        output_throughput_per_gpu=pl.when(
+            (pl.col("arm") == "replicated")
+            & (pl.col("concurrency") == 8)
+            & (pl.col("input_len") == "512")
+        )
+        .then(pl.col("output_throughput_per_gpu") * 0.8)
+        .otherwise(pl.col("output_throughput_per_gpu")),
+    )
+    campaigns = warehouse.query("SELECT * FROM campaigns").with_columns(
+        campaign_id=pl.lit(later), started_at=pl.col("started_at") + pl.duration(days=1)
+    )
+    runs = warehouse.query("SELECT * FROM runs").with_columns(campaign_id=pl.lit(later))
+    warehouse.replace(
+        {"campaigns": campaigns, "comparison": comparison, "runs": runs},
+        where={"campaign_id": later},
+    )
+    found = regressions(warehouse, later, 0.10)
+    assert found.select("arm", "concurrency", "input_len", "metric").rows() == [
+        ("replicated", 8, "512", "output_throughput_per_gpu")
+    ]
+    assert found["change"][0] == pytest.approx(-0.2)
+    assert regressions(warehouse, later, 0.25).height == 0
+    report = build(warehouse, later, tmp_path)
+    assert "history" in report.figures  # two campaigns of the profile: the trend is drawn

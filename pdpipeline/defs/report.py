@@ -10,6 +10,12 @@ from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.kvcache import KVLayout
 from pdpipeline.report.build import build
+from pdpipeline.report.regression import regressions
+
+
+class ReportConfig(dg.Config):
+    # A change beyond this fraction against the previous campaign counts as a regression.
+    regression_threshold: float = 0.10
 
 
 @dg.asset(
@@ -20,17 +26,32 @@ from pdpipeline.report.build import build
             "campaign_runs_valid",
             asset="comparison_report",
             description="Every run of every arm in the campaign is valid",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "no_regression",
+            asset="comparison_report",
+            description="No arm lost per-GPU throughput or TTFT p50 beyond the threshold "
+            "since the previous campaign of the profile",
+        ),
     ],
 )
 def comparison_report(
-    hardware_check: Campaign, kv_cache_analysis: KVLayout, warehouse: WarehouseResource
+    config: ReportConfig,
+    hardware_check: Campaign,
+    kv_cache_analysis: KVLayout,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [hardware_check.id])
     table = compare(runs, kv_cache_analysis)
     warehouse.store.replace({"comparison": table}, where={"campaign_id": hardware_check.id})
-    report = build(warehouse.store, hardware_check.id, warehouse.reports_dir / hardware_check.id)
+    regressed = regressions(warehouse.store, hardware_check.id, config.regression_threshold)
+    report = build(
+        warehouse.store,
+        hardware_check.id,
+        warehouse.reports_dir / hardware_check.id,
+        config.regression_threshold,
+    )
     main_plot = base64.b64encode(report.figures["throughput_per_gpu"].read_bytes()).decode()
     invalid = runs.filter(~runs["valid"])
     return dg.MaterializeResult(
@@ -48,6 +69,22 @@ def comparison_report(
                 check_name="campaign_runs_valid",
                 passed=invalid.height == 0 and runs.height > 0,
                 description=f"{invalid.height} of {runs.height} runs invalid",
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name="no_regression",
+                passed=regressed.height == 0,
+                description=_regression_text(regressed, config.regression_threshold),
+            ),
         ],
+    )
+
+
+def _regression_text(regressed, threshold: float) -> str:
+    if regressed.height == 0:
+        return f"no change beyond {threshold:.0%} against the previous campaign (if any)"
+    first = regressed.row(0, named=True)
+    return (
+        f"{regressed.height} regression(s) beyond {threshold:.0%} against {first['previous']}, "
+        f"e.g. {first['arm']} {first['metric']} {first['change']:+.0%} at "
+        f"{first['input_len']}/{first['output_len']}"
     )

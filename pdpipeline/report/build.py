@@ -11,6 +11,7 @@ import polars as pl
 
 from pdpipeline.compare import markdown
 from pdpipeline.report import plots
+from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
 
@@ -53,7 +54,12 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     return frames
 
 
-def build(warehouse: Warehouse, campaign_id: str, directory: str | Path) -> Report:
+def build(
+    warehouse: Warehouse,
+    campaign_id: str,
+    directory: str | Path,
+    regression_threshold: float = 0.10,
+) -> Report:
     """Write the figures and `report.html` for one campaign into `directory`."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,15 +73,21 @@ def build(warehouse: Warehouse, campaign_id: str, directory: str | Path) -> Repo
             comparison, out / "throughput_per_gpu.png", per_gpu=True
         ),
         "latency": plots.latency(comparison, out / "latency.png"),
-        "latency_cdf": plots.latency_cdfs(f["requests"], out / "latency_cdf.png"),
         "goodput": plots.goodput(comparison, out / "goodput.png", slo),
     }
+    if f["requests"].height:
+        figures["latency_cdf"] = plots.latency_cdfs(f["requests"], out / "latency_cdf.png")
     if comparison["kv_seconds_per_transfer"].drop_nulls().len():
         figures["kv_transfer"] = plots.kv_transfer(
             comparison, f["kv_cache"], out / "kv_transfer.png"
         )
     if f["trend"]["campaign_id"].n_unique() > 1:
-        figures["history"] = plots.history(f["trend"], out / "history.png")
+        regressed = regressions(warehouse, campaign_id, regression_threshold)
+        marked = f["trend"].join(
+            regressed.select("arm").unique().with_columns(campaign_id=pl.lit(campaign_id)),
+            on=["campaign_id", "arm"],
+        )
+        figures["history"] = plots.history(f["trend"], out / "history.png", marked)
     points = verdicts(comparison)
     summary = "\n".join(
         [

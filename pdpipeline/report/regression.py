@@ -1,0 +1,48 @@
+"""Regressions: a campaign against the previous campaign of the same profile."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pdpipeline.compare import POINT_KEYS
+from pdpipeline.warehouse.store import Warehouse
+
+
+def previous_campaign(warehouse: Warehouse, campaign_id: str) -> str | None:
+    """The latest earlier campaign of the same profile that has a comparison."""
+    rows = warehouse.query(
+        """
+        SELECT p.campaign_id FROM campaigns p, campaigns c
+        WHERE c.campaign_id = ? AND p.profile_name = c.profile_name
+          AND p.started_at < c.started_at
+          AND p.campaign_id IN (SELECT campaign_id FROM comparison)
+        ORDER BY p.started_at DESC LIMIT 1
+        """,
+        [campaign_id],
+    )
+    return rows["campaign_id"][0] if rows.height else None
+
+
+def regressions(warehouse: Warehouse, campaign_id: str, threshold: float) -> pl.DataFrame:
+    """Points and arms whose per-GPU throughput fell, or TTFT p50 rose, by more than
+    `threshold` (a fraction) since the previous campaign; empty when there is none."""
+    previous = previous_campaign(warehouse, campaign_id)
+    columns = ["campaign_id", "arm", *POINT_KEYS, "output_throughput_per_gpu", "ttft_p50_ms"]
+    if previous is None:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in ("arm", "metric")})
+    query = (
+        f"SELECT {', '.join(columns)} FROM comparison WHERE campaign_id = ? AND valid_repeats > 0"
+    )
+    now, before = (warehouse.query(query, [c]) for c in (campaign_id, previous))
+    joined = now.join(before, on=["arm", *POINT_KEYS], suffix="_before", nulls_equal=True)
+    throughput = joined.with_columns(
+        metric=pl.lit("output_throughput_per_gpu"),
+        change=pl.col("output_throughput_per_gpu") / pl.col("output_throughput_per_gpu_before") - 1,
+    ).filter(pl.col("change") < -threshold)
+    latency = joined.with_columns(
+        metric=pl.lit("ttft_p50_ms"),
+        change=pl.col("ttft_p50_ms") / pl.col("ttft_p50_ms_before") - 1,
+    ).filter(pl.col("change") > threshold)
+    return pl.concat([throughput, latency]).select(
+        "arm", *POINT_KEYS, "metric", "change", pl.col("campaign_id_before").alias("previous")
+    )
