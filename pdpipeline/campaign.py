@@ -56,7 +56,8 @@ def git_sha() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    # Outside a git checkout rev-parse fails (and echoes "HEAD"): no sha, rather than a wrong one.
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def controller_versions() -> dict[str, str | None]:

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 import yaml
 
 from pdpipeline.pipeline import CampaignFailedError, run_campaign
 from pdpipeline.warehouse.store import Warehouse
-from tests.conftest import local_profile_data
+from tests.browser import SCREENSHOTS, browser_page, dismiss_welcome, expect, wait_for_http
+from tests.conftest import ROOT, free_port, local_profile_data
+from tests.test_serving_stack import group_alive
 
 
 def write_profile(path: Path, data: dict) -> str:
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+ASSETS = (
+    "hardware_check",
+    "kv_cache_analysis",
+    "single_node_run",
+    "replicated_run",
+    "disaggregated_run",
+    "comparison_report",
+)
 
 
 def test_definitions_load_with_schedule():
@@ -27,15 +43,7 @@ def test_definitions_load_with_schedule():
     schedule = defs.resolve_schedule_def("nightly_campaign")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "UTC"
-    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {
-        "hardware_check",
-        "kv_cache_analysis",
-        "single_node_run",
-        "replicated_run",
-        "disaggregated_run",
-        "comparison_report",
-    }
+    assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == set(ASSETS)
 
 
 def test_missing_model_dir_stops_the_campaign_before_any_server(tmp_path, tiny_model):
@@ -66,7 +74,8 @@ def campaign(tiny_model, tmp_path_factory):
         warmup_requests=2,
         repeats=2,
     )
-    instance = dg.DagsterInstance.ephemeral()
+    home = tmp / "dagster_home"  # a persistent instance: the UI test reads it
+    instance = dg.DagsterInstance.local_temp(tempdir=str(home))
     kwargs = {
         "instance": instance,
         "warehouse_path": str(tmp / "w.duckdb"),
@@ -74,7 +83,8 @@ def campaign(tiny_model, tmp_path_factory):
     }
     profile_path = write_profile(tmp / "p.yaml", data)
     result = run_campaign(profile_path, **kwargs)
-    return result, Warehouse(tmp / "w.duckdb"), profile_path, kwargs, data
+    yield result, Warehouse(tmp / "w.duckdb"), profile_path, kwargs, data
+    instance.dispose()
 
 
 @pytest.mark.vllm
@@ -144,3 +154,33 @@ def test_failed_arm_leaves_no_partial_rows(campaign):
     assert json.loads(warehouse.query("SELECT versions FROM campaigns")["versions"][0])[
         "pdpipeline"
     ]
+
+
+@pytest.mark.vllm
+@pytest.mark.browser
+def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
+    result, _, profile_path, kwargs, _ = campaign
+    home = Path(kwargs["instance"].root_directory)
+    port = free_port()
+    env = os.environ | {"DAGSTER_HOME": str(home), "PDPIPELINE_PROFILE": profile_path}
+    # Started the way `make ui` starts it.
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "pdpipeline.ui", "--port", str(port)], env=env, cwd=ROOT
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", 120)
+        dagster_group = [c.pid for c in psutil.Process(ui.pid).children()]
+        with browser_page() as page:
+            page.goto(f"http://127.0.0.1:{port}/assets")
+            for name in ASSETS:
+                expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
+            page.goto(f"http://127.0.0.1:{port}/assets/comparison_report")
+            dismiss_welcome(page)
+            expect(page.get_by_text(f"Campaign {result.id}").first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SCREENSHOTS / "dagster-ui-comparison-report.png"))
+    finally:
+        ui.terminate()
+        ui.wait(60)
+    assert dagster_group
+    assert not [pid for pid in dagster_group if psutil.pid_exists(pid) and group_alive(pid)]
+    assert (SCREENSHOTS / "dagster-ui-comparison-report.png").stat().st_size > 10_000

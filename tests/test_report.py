@@ -14,6 +14,7 @@ from pdpipeline.report.build import build
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
+from tests.browser import SCREENSHOTS, browser_page, expect
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "h100x2-2026-11-27"
 CAMPAIGN = "h100x2-20261127T034529Z"
@@ -114,3 +115,16 @@ def test_a_slower_later_campaign_is_a_regression(warehouse, tmp_path):
     assert regressions(warehouse, later, 0.25).height == 0
     report = build(warehouse, later, tmp_path)
     assert "history" in report.figures  # two campaigns of the profile: the trend is drawn
+
+
+@pytest.mark.browser
+def test_report_opens_in_chromium(report):
+    with browser_page() as page:
+        page.goto(report.html_path.as_uri())
+        loaded = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
+        assert loaded == [True] * len(report.figures)
+        assert page.locator("#comparison tbody tr").count() == 18
+        assert page.locator("#verdict li").count() == 6
+        expect(page.locator("#headline")).to_contain_text("Disaggregation beat replication")
+        page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+    assert (SCREENSHOTS / "report.png").stat().st_size > 10_000
