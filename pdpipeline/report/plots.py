@@ -28,6 +28,28 @@ def _load_axis(frame: pl.DataFrame) -> tuple[str, str]:
     return "request_rate", "request rate (req/s)"
 
 
+def _per_shape(frame: pl.DataFrame, key: str) -> list[tuple[str, str, pl.DataFrame]]:
+    """(prompt length, output length, rows) for each shape, rows with a value of `key`."""
+    return [
+        (
+            n_in,
+            n_out,
+            frame.filter(
+                (pl.col("input_len") == n_in) & (pl.col("output_len") == n_out)
+            ).drop_nulls(key),
+        )
+        for n_in, n_out in _shapes(frame)
+    ]
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str, log_x: bool = True) -> None:
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def _grid(count: int, title: str):
     fig, axes = plt.subplots(1, count, figsize=(5.2 * count, 4.0), squeeze=False)
     fig.suptitle(title)
@@ -45,12 +67,9 @@ def throughput(comparison: pl.DataFrame, path: Path, per_gpu: bool) -> Path:
     """Output tokens/s against load, one line per arm, error bars = spread over repeats."""
     column = "output_throughput_per_gpu" if per_gpu else "output_throughput"
     key, label = _load_axis(comparison)
-    shapes = _shapes(comparison)
+    shapes = _per_shape(comparison, key)
     fig, axes = _grid(len(shapes), "Output tokens/s per GPU" if per_gpu else "Output tokens/s")
-    for ax, (n_in, n_out) in zip(axes, shapes, strict=True):
-        shape = comparison.filter(
-            (pl.col("input_len") == n_in) & (pl.col("output_len") == n_out)
-        ).drop_nulls(key)
+    for ax, (n_in, n_out, shape) in zip(axes, shapes, strict=True):
         for arm in ARMS:
             rows = shape.filter(pl.col("arm") == arm).sort(key)
             if rows.height:
@@ -64,23 +83,17 @@ def throughput(comparison: pl.DataFrame, path: Path, per_gpu: bool) -> Path:
                     color=COLORS[arm],
                     label=arm,
                 )
-        ax.set(title=f"prompt {n_in} / output {n_out}", xlabel=label, ylabel="tokens/s")
-        ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _style(ax, f"prompt {n_in} / output {n_out}", label, "tokens/s")
     return _save(fig, path)
 
 
 def latency(comparison: pl.DataFrame, path: Path) -> Path:
     """TTFT and TPOT p50 (solid) and p99 (dashed) against load, per arm."""
     key, label = _load_axis(comparison)
-    shapes = _shapes(comparison)
+    shapes = _per_shape(comparison, key)
     fig, axes = plt.subplots(2, len(shapes), figsize=(5.2 * len(shapes), 7.5), squeeze=False)
     fig.suptitle("Latency: p50 solid, p99 dashed")
-    for col, (n_in, n_out) in enumerate(shapes):
-        shape = comparison.filter(
-            (pl.col("input_len") == n_in) & (pl.col("output_len") == n_out)
-        ).drop_nulls(key)
+    for col, (n_in, n_out, shape) in enumerate(shapes):
         for row, metric in enumerate(("ttft", "tpot")):
             ax = axes[row][col]
             for arm in ARMS:
@@ -88,25 +101,17 @@ def latency(comparison: pl.DataFrame, path: Path) -> Path:
                 if rows.height:
                     ax.plot(rows[key], rows[f"{metric}_p50_ms"], "-o", color=COLORS[arm], label=arm)
                     ax.plot(rows[key], rows[f"{metric}_p99_ms"], "--", color=COLORS[arm])
-            ax.set(
-                title=f"{metric.upper()}, prompt {n_in} / output {n_out}", xlabel=label, ylabel="ms"
-            )
-            ax.set_xscale("log", base=2)
-            ax.grid(alpha=0.3)
-            ax.legend()
+            _style(ax, f"{metric.upper()}, prompt {n_in} / output {n_out}", label, "ms")
     return _save(fig, path)
 
 
 def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
     """CDFs of TTFT and TPOT per arm at each shape's highest load."""
     key, _ = _load_axis(requests)
-    shapes = _shapes(requests)
+    shapes = _per_shape(requests.filter(pl.col("ok")), key)
     fig, axes = plt.subplots(2, len(shapes), figsize=(5.2 * len(shapes), 7.5), squeeze=False)
     fig.suptitle("Latency distributions at the highest load")
-    for col, (n_in, n_out) in enumerate(shapes):
-        shape = requests.filter(
-            (pl.col("input_len") == n_in) & (pl.col("output_len") == n_out) & pl.col("ok")
-        ).drop_nulls(key)
+    for col, (n_in, n_out, shape) in enumerate(shapes):
         top = shape[key].max()
         shape = shape.filter(pl.col(key) == top)
         for row, metric in enumerate(("ttft_s", "tpot_s")):
@@ -120,33 +125,22 @@ def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
                         color=COLORS[arm],
                         label=arm,
                     )
-            ax.set(
-                title=f"{metric[:4].upper()} CDF, {n_in}/{n_out} at {key} {top}",
-                xlabel="ms",
-                ylabel="fraction of requests",
-            )
-            ax.grid(alpha=0.3)
-            ax.legend()
+            title = f"{metric[:4].upper()} CDF, {n_in}/{n_out} at {key} {top}"
+            _style(ax, title, "ms", "fraction of requests", log_x=False)
     return _save(fig, path)
 
 
 def goodput(comparison: pl.DataFrame, path: Path, slo: str) -> Path:
     """Requests/s meeting every SLO, against load."""
     key, label = _load_axis(comparison)
-    shapes = _shapes(comparison)
+    shapes = _per_shape(comparison, key)
     fig, axes = _grid(len(shapes), f"Goodput ({slo})")
-    for ax, (n_in, n_out) in zip(axes, shapes, strict=True):
-        shape = comparison.filter(
-            (pl.col("input_len") == n_in) & (pl.col("output_len") == n_out)
-        ).drop_nulls(key)
+    for ax, (n_in, n_out, shape) in zip(axes, shapes, strict=True):
         for arm in ARMS:
             rows = shape.filter(pl.col("arm") == arm).sort(key)
             if rows.height:
                 ax.plot(rows[key], rows["goodput"], "-o", color=COLORS[arm], label=arm)
-        ax.set(title=f"prompt {n_in} / output {n_out}", xlabel=label, ylabel="requests/s in SLO")
-        ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _style(ax, f"prompt {n_in} / output {n_out}", label, "requests/s in SLO")
     return _save(fig, path)
 
 
