@@ -123,6 +123,10 @@ async def run_arm(
     async with AsyncExitStack() as stack:
         for launcher in launchers.values():
             stack.push_async_callback(launcher.close)
+            # Leftovers of an earlier attempt at this arm (a cancelled run, a dropped
+            # connection) are stopped by their pid files before anything starts.
+            for name in await launcher.stop_leftovers():
+                progress(f"[{arm}] stopped {name} left by an earlier attempt")
         started = time.monotonic()
         progress(f"[{arm}] starting {len(plan.instances)} vLLM instance(s) and the proxy")
         services = await start_all(stack, launchers, plan)

@@ -94,6 +94,13 @@ class Launcher(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op for local hosts
         """Release connections to the host."""
 
+    async def stop_leftovers(self) -> list[str]:
+        """Stop services an earlier, interrupted attempt left running; their names.
+
+        Local services die with the controller's process group handling; remote ones are
+        found by their pid files."""
+        return []
+
     async def wait_ready(self, service: Service) -> None:
         """Poll health until it answers 200, failing fast when the process exits first."""
         spec = service.spec

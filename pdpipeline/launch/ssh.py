@@ -1,0 +1,244 @@
+"""Launcher for services on a remote host over SSH (asyncssh): detached, pid-filed, verified stop.
+
+Each service runs under `setsid` in a session of its own on the host, with its log, pid file and
+exit-status file in a per-campaign remote directory. Stopping signals the whole process group and
+then checks that no member is left and that the ports are free. The pid files make a stop work
+after the SSH connection dropped: the launcher reconnects and stops by them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import time
+from pathlib import PurePosixPath
+
+import asyncssh
+
+from pdpipeline.errors import (
+    CommandError,
+    HostUnreachableError,
+    PortInUseError,
+    TeardownError,
+)
+from pdpipeline.launch.base import Launcher, Service, ServiceSpec
+from pdpipeline.profile import Host
+
+CONNECT_ATTEMPTS = 3
+
+# Prints the ports among argv that something listens on (a bind fails), one per line.
+_TAKEN_PORTS = (
+    "import socket,sys\n"
+    "for p in sys.argv[2:]:\n"
+    "    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "    try: s.bind((sys.argv[1], int(p)))\n"
+    "    except OSError: print(p)\n"
+    "    finally: s.close()\n"
+)
+
+
+class SshLauncher(Launcher):
+    """One SSH connection per host, opened on first use and reused for every service."""
+
+    def __init__(self, host: Host, log_dir: str | PurePosixPath) -> None:
+        assert host.ssh is not None
+        self.host = host
+        self.host_name = host.name
+        # Remote logs live under the host's work_dir, mirroring the controller's log layout.
+        self.remote_dir = PurePosixPath(host.work_dir) / "logs" / PurePosixPath(log_dir).name
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._forwards: dict[int, asyncssh.SSHListener] = {}
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect_options(self) -> dict:
+        ssh = self.host.ssh
+        assert ssh is not None
+        options: dict = {
+            "port": ssh.port,
+            "username": ssh.user,
+            "connect_timeout": ssh.connect_timeout_s,
+            # None turns host key checking off: only on the profile's explicit, named opt-out.
+            "known_hosts": (
+                None
+                if ssh.insecure_skip_host_key_check
+                else os.path.expanduser(ssh.known_hosts or "~/.ssh/known_hosts")
+            ),
+        }
+        if ssh.key_file:
+            options["client_keys"] = [os.path.expanduser(ssh.key_file)]
+        if ssh.jump_host:
+            options["tunnel"] = ssh.jump_host
+        return options
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        ssh = self.host.ssh
+        assert ssh is not None
+        options = self._connect_options()
+        delay = 1.0
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                self._conn = await asyncssh.connect(self.host.address, **options)
+                return self._conn
+            except (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied) as e:
+                # Retrying cannot fix a key: say so at once.
+                raise HostUnreachableError(
+                    f"host {self.host_name} ({self.host.address}:{ssh.port}) refused: {e.reason}"
+                ) from None
+            except (OSError, asyncssh.Error, TimeoutError) as e:
+                if attempt == CONNECT_ATTEMPTS:
+                    reason = getattr(e, "reason", None) or str(e) or type(e).__name__
+                    raise HostUnreachableError(
+                        f"host {self.host_name} ({self.host.address}:{ssh.port}) unreachable "
+                        f"after {attempt} attempts: {reason}"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        for listener in self._forwards.values():
+            listener.close()
+        self._forwards.clear()
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+            self._conn = None
+
+    async def _run(self, command: str, stdin: bytes = b"", check: bool = True) -> str:
+        conn = await self._connection()
+        result = await conn.run(command, input=stdin.decode() if stdin else None, check=False)
+        if check and result.exit_status != 0:
+            error = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or ["-"]
+            raise CommandError(
+                f"on {self.host_name}: `{command[:80]}` exited {result.exit_status}: {error[0]}"
+            )
+        return str(result.stdout or "")
+
+    async def run_command(
+        self, argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None
+    ) -> str:
+        return await self._run(_with_env(argv, env or {}), stdin)
+
+    # -- services ---------------------------------------------------------------------------
+
+    def _paths(self, name: str) -> dict[str, PurePosixPath]:
+        return {kind: self.remote_dir / f"{name}.{kind}" for kind in ("log", "pid", "exit")}
+
+    async def check_ports_free(self, spec: ServiceSpec) -> None:
+        # Remote services listen on every interface, so any listener on the port conflicts.
+        python = self.host.python or "python3"
+        taken = await self._run(
+            shlex.join([python, "-c", _TAKEN_PORTS, "0.0.0.0", *map(str, spec.ports)])
+        )
+        if taken.split():
+            raise PortInUseError(
+                f"port {taken.split()[0]} on {self.host_name} ({self.host.address}) is already "
+                f"in use; {spec.name} needs it"
+            )
+
+    async def spawn(self, spec: ServiceSpec) -> Service:
+        paths = self._paths(spec.name)
+        inner = (
+            f"{_with_env(list(spec.argv), spec.env)}; echo $? > {shlex.quote(str(paths['exit']))}"
+        )
+        # setsid: a session (and process group) of its own; nohup and </dev/null: the service
+        # outlives this SSH channel, which otherwise waits on its stdin.
+        script = (
+            f"mkdir -p {shlex.quote(str(self.remote_dir))} || exit 1; "
+            f"rm -f {shlex.quote(str(paths['exit']))}; "
+            f"setsid nohup sh -c {shlex.quote(inner)} > {shlex.quote(str(paths['log']))} 2>&1 "
+            f"< /dev/null & echo $! > {shlex.quote(str(paths['pid']))}; "
+            f"cat {shlex.quote(str(paths['pid']))}"
+        )
+        pid = int((await self._run(script)).strip())
+        url = await self._url(spec)
+        return Service(spec, pid, url, f"{self.host_name}:{paths['log']}")
+
+    async def _url(self, spec: ServiceSpec) -> str:
+        ssh = self.host.ssh
+        assert ssh is not None
+        if not ssh.forward_ports:
+            return f"http://{self.host.address}:{spec.port}"
+        conn = await self._connection()
+        listener = await conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", spec.port)
+        self._forwards[spec.port] = listener
+        return f"http://127.0.0.1:{listener.get_port()}"
+
+    async def exit_code(self, service: Service) -> int | None:
+        paths = self._paths(service.name)
+        out = await self._run(
+            f"cat {shlex.quote(str(paths['exit']))} 2>/dev/null || "
+            f"(ps -o stat= -p {service.pid} | grep -qv Z && echo running) || echo gone"
+        )
+        word = out.strip().splitlines()[-1] if out.strip() else "gone"
+        if word == "running":
+            return None
+        return int(word) if word.lstrip("-").isdigit() else -1
+
+    async def log_tail(self, service: Service, lines: int = 30) -> str:
+        log = self._paths(service.name)["log"]
+        return await self._run(f"tail -n {lines} {shlex.quote(str(log))}", check=False)
+
+    async def stop(self, service: Service) -> None:
+        """Stop by process group; reconnects (and so works after a dropped connection)."""
+        listener = self._forwards.pop(service.spec.port, None)
+        if listener is not None:
+            listener.close()
+        if self._conn is not None and self._conn.is_closed():
+            self._conn = None
+        await self._signal_group(service.pid, "TERM")
+        if not await self._group_gone(service.pid, service.spec.stop_grace_s):
+            await self._signal_group(service.pid, "KILL")
+            if not await self._group_gone(service.pid, 10.0):
+                raise TeardownError(
+                    f"{service.name} on {self.host_name}: process group {service.pid} survived KILL"
+                )
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                await self.check_ports_free(service.spec)
+                break
+            except PortInUseError as e:
+                if time.monotonic() > deadline:
+                    raise TeardownError(f"after stopping {service.name}: {e}") from None
+                await asyncio.sleep(0.5)
+        await self._run(f"rm -f {shlex.quote(str(self._paths(service.name)['pid']))}")
+
+    async def stop_leftovers(self) -> list[str]:
+        """Stop every service whose pid file is still in this campaign's remote directory."""
+        out = await self._run(
+            f"cd {shlex.quote(str(self.remote_dir))} 2>/dev/null && "
+            'for f in *.pid; do [ -f "$f" ] && echo "${f%.pid} $(cat "$f")"; done',
+            check=False,
+        )
+        stopped = []
+        for line in out.splitlines():
+            name, pid = line.split()
+            await self._signal_group(int(pid), "KILL")
+            await self._group_gone(int(pid), 10.0)
+            await self._run(f"rm -f {shlex.quote(str(self._paths(name)['pid']))}")
+            stopped.append(name)
+        return stopped
+
+    async def _signal_group(self, pgid: int, signal: str) -> None:
+        # dash's kill takes `-SIG -PGID` (not `-- -PGID`); a vanished group is not an error.
+        await self._run(f"kill -{signal} -{pgid} 2>/dev/null || true")
+
+    async def _group_gone(self, pgid: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            # Members of the group that are not zombies (`kill -0` would count zombies).
+            out = await self._run(f"ps -e -o pgid=,stat= | awk '$1 == {pgid} && $2 !~ /Z/'")
+            if not out.strip():
+                return True
+            await asyncio.sleep(0.3)
+        return False
+
+
+def _with_env(argv: list[str], env: dict[str, str]) -> str:
+    assignments = [f"{k}={v}" for k, v in sorted(env.items())]
+    return shlex.join(["env", *assignments, *argv]) if assignments else shlex.join(argv)

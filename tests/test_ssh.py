@@ -1,0 +1,150 @@
+"""Remote hosts over a real sshd: launch, check, tear down, and the failures users meet."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+import yaml
+
+from pdpipeline.errors import HostUnreachableError, ServerStartError
+from pdpipeline.launch.ssh import SshLauncher
+from pdpipeline.pipeline import run_campaign
+from pdpipeline.plan import plan_arm, proxy_service, server_service
+from pdpipeline.profile import Profile
+from pdpipeline.runner import run_arm
+from pdpipeline.warehouse.store import Warehouse
+from tests.conftest import free_port, local_profile_data
+from tests.sshd import Sshd, keygen
+from tests.test_serving_stack import group_alive
+
+pytestmark = pytest.mark.ssh
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+def ssh_profile(tiny_model: Path, sshd: Sshd, work_dir: Path, **ssh) -> Profile:
+    """The local layout with every host, the proxy's included, reached over SSH."""
+    data = local_profile_data(tiny_model)
+    host = data["hosts"][0]
+    host |= {
+        "reach": "ssh",
+        "ssh": sshd.settings(**ssh),
+        "python": sys.executable,
+        "work_dir": str(work_dir),
+    }
+    return Profile.model_validate(data)
+
+
+def remote_pids(work_dir: Path) -> list[int]:
+    return [int(p.read_text()) for p in work_dir.glob("logs/*/*.pid")]
+
+
+async def test_wrong_host_key_is_refused(sshd, tiny_model, tmp_path):
+    other = tmp_path / "known_hosts"
+    other.write_text(f"[127.0.0.1]:{sshd.port} {keygen(tmp_path / 'impostor')}\n")
+    profile = ssh_profile(tiny_model, sshd, tmp_path, known_hosts=str(other))
+    launcher = SshLauncher(profile.hosts[0], tmp_path / "logs")
+    with pytest.raises(HostUnreachableError, match=r"host local .* refused"):
+        await launcher.run_command(["true"])
+
+
+async def test_unreachable_host_fails_within_seconds_naming_it(sshd, tiny_model, tmp_path):
+    profile = ssh_profile(tiny_model, sshd, tmp_path, port=free_port())
+    launcher = SshLauncher(profile.hosts[0], tmp_path / "logs")
+    started = time.monotonic()
+    with pytest.raises(HostUnreachableError, match=r"host local \(127.0.0.1:\d+\) unreachable"):
+        await launcher.run_command(["true"])
+    assert time.monotonic() - started < 15  # three quick connect attempts, not a hang
+
+
+async def test_remote_server_death_is_reported_with_its_log_tail(sshd, tiny_model, tmp_path):
+    profile = ssh_profile(tiny_model, sshd, tmp_path)
+    instance = plan_arm(profile, "single").instances[0]
+    broken = server_service(replace(instance.server, extra_args=("--dtype", "no-such-dtype")), 120)
+    launcher = SshLauncher(profile.hosts[0], tmp_path / "run")
+    with pytest.raises(ServerStartError, match=r"single-0 on local:.* exited") as failure:
+        async with launcher.running(broken):
+            pass
+    assert "no-such-dtype" in failure.value.log_tail
+    await launcher.close()
+    assert remote_pids(tmp_path) == []
+
+
+async def test_dropped_connection_still_stops_by_pid_file(sshd, tiny_model, tmp_path):
+    profile = ssh_profile(tiny_model, sshd, tmp_path)
+    spec = proxy_service(profile, {"backend": ["http://127.0.0.1:9"]}, "proxy-drop")
+    launcher = SshLauncher(profile.hosts[0], tmp_path / "run")
+    service = await launcher.spawn(spec)
+    await launcher.wait_ready(service)
+    assert group_alive(service.pid)
+    launcher._conn.abort()  # the network goes away mid-run
+    await asyncio.sleep(0.5)
+    # A fresh launcher (a rerun) reconnects and stops what the pid files name.
+    again = SshLauncher(profile.hosts[0], tmp_path / "run")
+    assert await again.stop_leftovers() == ["proxy"]
+    await again.close()
+    assert not group_alive(service.pid)
+    assert remote_pids(tmp_path) == []
+
+
+@pytest.mark.vllm
+async def test_cancelled_arm_leaves_no_remote_process(sshd, tiny_model, tmp_path):
+    profile = ssh_profile(tiny_model, sshd, tmp_path)
+    task = asyncio.create_task(run_arm(profile, "single", "cancel", tmp_path / "logs", print))
+    deadline = time.monotonic() + 60
+    while not remote_pids(tmp_path):  # the server was launched and is starting
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.5)
+    pids = remote_pids(tmp_path)
+    task.cancel()  # what a run cancelled from the UI does to the arm
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not [pid for pid in pids if group_alive(pid)]
+    assert remote_pids(tmp_path) == []
+
+
+@pytest.mark.vllm
+def test_campaign_with_every_host_over_ssh(sshd, tiny_model, tmp_path):
+    profile = ssh_profile(tiny_model, sshd, tmp_path / "remote")
+    data = profile.model_dump(exclude_none=True)
+    data["workload"] |= {"requests_per_point": 6, "warmup_requests": 2, "concurrency": [2]}
+    path = tmp_path / "ssh.yaml"
+    path.write_text(yaml.safe_dump(data))
+    campaign = run_campaign(
+        str(path),
+        instance=dg.DagsterInstance.ephemeral(),
+        warehouse_path=str(tmp_path / "w.duckdb"),
+        log_dir=str(tmp_path / "logs"),
+    )
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    runs = warehouse.query("SELECT arm, valid FROM runs")
+    assert sorted(set(runs["arm"])) == ["disaggregated", "replicated", "single"]
+    assert runs["valid"].all()
+    hosts = warehouse.query("SELECT reach, clock_offset_s FROM hosts")
+    assert hosts["reach"].to_list() == ["ssh"]
+    assert abs(hosts["clock_offset_s"][0]) < 1.0  # the same clock, seen over SSH
+    moved = warehouse.query(
+        "SELECT sum(kv_external_tokens) AS t FROM runs WHERE arm = 'disaggregated'"
+    )["t"][0]
+    assert (
+        moved
+        == warehouse.query(
+            "SELECT sum(prompt_tokens) AS t FROM requests WHERE arm = 'disaggregated'"
+        )["t"][0]
+    )
+    assert remote_pids(tmp_path / "remote") == []
+    assert not [
+        p for p in psutil.process_iter(["cmdline"]) if campaign.id in str(p.info["cmdline"])
+    ]
