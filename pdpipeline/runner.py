@@ -72,8 +72,9 @@ def workload_points(workload: Workload) -> Iterator[Point]:
                 yield Point(Lengths.parse(p.input_len), Lengths.parse(p.output_len), load, repeat)
 
 
-def launchers_for(profile: Profile, log_dir: Path) -> dict[str, Launcher]:
-    """One launcher per host of the profile."""
+def launchers_for(profile: Profile, log_dir: Path, run_key: str = "") -> dict[str, Launcher]:
+    """One launcher per host of the profile; logs go to `log_dir` here and, on remote hosts, to
+    `WORK_DIR/logs/RUN_KEY` (e.g. campaign/arm)."""
     launchers: dict[str, Launcher] = {}
     for host in profile.hosts:
         if host.reach == "local":
@@ -81,7 +82,7 @@ def launchers_for(profile: Profile, log_dir: Path) -> dict[str, Launcher]:
         else:
             from pdpipeline.launch.ssh import SshLauncher
 
-            launchers[host.name] = SshLauncher(host, log_dir)
+            launchers[host.name] = SshLauncher(host, run_key or log_dir.name)
     return launchers
 
 
@@ -119,7 +120,7 @@ async def run_arm(
     source = source or load_prompt_source(profile.model.tokenizer_dir, profile.workload.api)
     result = ArmResult(arm)
     slo = Slo(profile.slo.ttft_ms, profile.slo.tpot_ms)
-    launchers = launchers_for(profile, log_dir / campaign_id / arm)
+    launchers = launchers_for(profile, log_dir / campaign_id / arm, f"{campaign_id}/{arm}")
     async with AsyncExitStack() as stack:
         for launcher in launchers.values():
             stack.push_async_callback(launcher.close)

@@ -48,21 +48,21 @@ def ssh_profile(tiny_model: Path, sshd: Sshd, work_dir: Path, **ssh) -> Profile:
 
 
 def remote_pids(work_dir: Path) -> list[int]:
-    return [int(p.read_text()) for p in work_dir.glob("logs/*/*.pid")]
+    return [int(p.read_text()) for p in work_dir.glob("logs/**/*.pid")]
 
 
 async def test_wrong_host_key_is_refused(sshd, tiny_model, tmp_path):
     other = tmp_path / "known_hosts"
     other.write_text(f"[127.0.0.1]:{sshd.port} {keygen(tmp_path / 'impostor')}\n")
     profile = ssh_profile(tiny_model, sshd, tmp_path, known_hosts=str(other))
-    launcher = SshLauncher(profile.hosts[0], tmp_path / "logs")
+    launcher = SshLauncher(profile.hosts[0], "t")
     with pytest.raises(HostUnreachableError, match=r"host local .* refused"):
         await launcher.run_command(["true"])
 
 
 async def test_unreachable_host_fails_within_seconds_naming_it(sshd, tiny_model, tmp_path):
     profile = ssh_profile(tiny_model, sshd, tmp_path, port=free_port())
-    launcher = SshLauncher(profile.hosts[0], tmp_path / "logs")
+    launcher = SshLauncher(profile.hosts[0], "t")
     started = time.monotonic()
     with pytest.raises(HostUnreachableError, match=r"host local \(127.0.0.1:\d+\) unreachable"):
         await launcher.run_command(["true"])
@@ -73,7 +73,7 @@ async def test_remote_server_death_is_reported_with_its_log_tail(sshd, tiny_mode
     profile = ssh_profile(tiny_model, sshd, tmp_path)
     instance = plan_arm(profile, "single").instances[0]
     broken = server_service(replace(instance.server, extra_args=("--dtype", "no-such-dtype")), 120)
-    launcher = SshLauncher(profile.hosts[0], tmp_path / "run")
+    launcher = SshLauncher(profile.hosts[0], "run")
     with pytest.raises(ServerStartError, match=r"single-0 on local:.* exited") as failure:
         async with launcher.running(broken):
             pass
@@ -85,14 +85,14 @@ async def test_remote_server_death_is_reported_with_its_log_tail(sshd, tiny_mode
 async def test_dropped_connection_still_stops_by_pid_file(sshd, tiny_model, tmp_path):
     profile = ssh_profile(tiny_model, sshd, tmp_path)
     spec = proxy_service(profile, {"backend": ["http://127.0.0.1:9"]}, "proxy-drop")
-    launcher = SshLauncher(profile.hosts[0], tmp_path / "run")
+    launcher = SshLauncher(profile.hosts[0], "run")
     service = await launcher.spawn(spec)
     await launcher.wait_ready(service)
     assert group_alive(service.pid)
     launcher._conn.abort()  # the network goes away mid-run
     await asyncio.sleep(0.5)
     # A fresh launcher (a rerun) reconnects and stops what the pid files name.
-    again = SshLauncher(profile.hosts[0], tmp_path / "run")
+    again = SshLauncher(profile.hosts[0], "run")
     assert await again.stop_leftovers() == ["proxy"]
     await again.close()
     assert not group_alive(service.pid)

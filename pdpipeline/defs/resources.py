@@ -31,7 +31,7 @@ class ClusterResource(dg.ConfigurableResource):
 
     def probe(self, campaign: Campaign) -> list[dict]:
         profile = campaign.profile
-        return asyncio.run(_probe(profile, Path(self.log_dir) / campaign.id))
+        return asyncio.run(_probe(profile, Path(self.log_dir) / campaign.id, campaign.id))
 
     def run_arm(self, campaign: Campaign, arm: str, log: dg.DagsterLogManager) -> ArmResult:
         return asyncio.run(
@@ -39,8 +39,8 @@ class ClusterResource(dg.ConfigurableResource):
         )
 
 
-async def _probe(profile, log_dir: Path) -> list[dict]:
-    launchers = launchers_for(profile, log_dir)
+async def _probe(profile, log_dir: Path, campaign_id: str) -> list[dict]:
+    launchers = launchers_for(profile, log_dir, f"{campaign_id}/probe")
     try:
         return await probe_all(launchers, profile)
     finally:

@@ -41,12 +41,12 @@ _TAKEN_PORTS = (
 class SshLauncher(Launcher):
     """One SSH connection per host, opened on first use and reused for every service."""
 
-    def __init__(self, host: Host, log_dir: str | PurePosixPath) -> None:
+    def __init__(self, host: Host, run_key: str | PurePosixPath) -> None:
         assert host.ssh is not None
         self.host = host
         self.host_name = host.name
-        # Remote logs live under the host's work_dir, mirroring the controller's log layout.
-        self.remote_dir = PurePosixPath(host.work_dir) / "logs" / PurePosixPath(log_dir).name
+        # Logs, pid and exit files of one run (e.g. campaign/arm) under the host's work_dir.
+        self.remote_dir = PurePosixPath(host.work_dir) / "logs" / run_key
         self._conn: asyncssh.SSHClientConnection | None = None
         self._forwards: dict[int, asyncssh.SSHListener] = {}
 
