@@ -75,6 +75,7 @@ def campaign(tiny_model, tmp_path_factory):
         repeats=2,
     )
     home = tmp / "dagster_home"  # a persistent instance: the UI test reads it
+    home.mkdir()
     instance = dg.DagsterInstance.local_temp(tempdir=str(home))
     kwargs = {
         "instance": instance,
@@ -176,7 +177,11 @@ def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
             page.goto(f"http://127.0.0.1:{port}/assets/comparison_report")
             dismiss_welcome(page)
+            # The summary (a figure and tables) is long, so the UI folds it behind a link.
+            page.get_by_text("[Show Markdown]").first.click(timeout=60_000)
             expect(page.get_by_text(f"Campaign {result.id}").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("img", name="throughput per GPU")).to_be_visible()
+            page.wait_for_timeout(1000)  # let the dialog finish fading in
             page.screenshot(path=str(SCREENSHOTS / "dagster-ui-comparison-report.png"))
     finally:
         ui.terminate()
