@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import dagster as dg
 import psutil
 import pytest
@@ -148,3 +149,18 @@ def test_campaign_with_every_host_over_ssh(sshd, tiny_model, tmp_path):
     assert not [
         p for p in psutil.process_iter(["cmdline"]) if campaign.id in str(p.info["cmdline"])
     ]
+
+
+async def test_services_are_reached_through_forwarded_ports(sshd, tiny_model, tmp_path):
+    profile = ssh_profile(tiny_model, sshd, tmp_path, forward_ports=True)
+    spec = proxy_service(profile, {"backend": ["http://127.0.0.1:9"]}, "proxy-forwarded")
+    launcher = SshLauncher(profile.hosts[0], "fwd")
+    async with launcher.running(spec) as service:
+        # The controller talks to a local end of an SSH forward, not to the host's port.
+        assert service.url.startswith("http://127.0.0.1:")
+        assert not service.url.endswith(f":{spec.port}")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(service.url + "/health") as response:
+                assert (await response.json())["instance"] == "proxy-forwarded"
+    await launcher.close()
+    assert remote_pids(tmp_path) == []
