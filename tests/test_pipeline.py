@@ -172,9 +172,11 @@ def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
         wait_for_http(f"http://127.0.0.1:{port}/server_info", 120)
         dagster_group = [c.pid for c in psutil.Process(ui.pid).children()]
         with browser_page() as page:
-            page.goto(f"http://127.0.0.1:{port}/assets")
+            page.goto(f"http://127.0.0.1:{port}/asset-groups")  # the global asset graph
+            dismiss_welcome(page)
             for name in ASSETS:
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SCREENSHOTS / "dagster-ui-asset-graph.png"))
             page.goto(f"http://127.0.0.1:{port}/assets/comparison_report")
             dismiss_welcome(page)
             # The summary (a figure and tables) is long, so the UI folds it behind a link.

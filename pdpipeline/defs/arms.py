@@ -21,7 +21,7 @@ DESCRIPTIONS = {
 def _arm_asset(arm: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=ARM_ASSETS[arm],
-        group_name="arms",
+        group_name="benchmark",
         description=DESCRIPTIONS[arm],
         # One arm on the cluster at a time, also across runs.
         pool="cluster",

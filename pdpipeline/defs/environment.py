@@ -29,7 +29,7 @@ def _host_line(f: dict) -> str:
     )
 
 
-@dg.asset(group_name="campaign")
+@dg.asset(group_name="benchmark")
 def hardware_check(
     context: dg.AssetExecutionContext,
     profile: ProfileResource,

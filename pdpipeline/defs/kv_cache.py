@@ -12,7 +12,7 @@ from pdpipeline.kvcache import LINK_CATALOGUE, Link, kv_layout, kv_rows, load_co
 STANDARD_TOKENS = (128, 512, 1024, 2048, 4096, 8192, 32768)
 
 
-@dg.asset(group_name="campaign")
+@dg.asset(group_name="benchmark")
 def kv_cache_analysis(
     context: dg.AssetExecutionContext, hardware_check: Campaign, warehouse: WarehouseResource
 ) -> dg.Output:

@@ -19,7 +19,7 @@ class ReportConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="report",
+    group_name="benchmark",
     deps=list(ARM_ASSETS.values()),
     check_specs=[
         dg.AssetCheckSpec(
