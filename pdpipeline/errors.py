@@ -35,10 +35,6 @@ class HostUnreachableError(PdPipelineError):
     """A host in the profile cannot be reached."""
 
 
-class RunInvalidError(PdPipelineError):
-    """A benchmark run had failed or short requests, so it is not a result."""
-
-
 class CommandError(PdPipelineError):
     """A short command on a host (a probe, a stop) failed."""
 

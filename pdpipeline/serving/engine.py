@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -145,10 +144,3 @@ def environment(spec: ServerSpec, host_env: dict[str, str] | None = None) -> dic
 
 def _device_list(spec: ServerSpec) -> str:
     return ",".join(str(d) for d in spec.devices)
-
-
-def shell_line(spec: ServerSpec, host_env: dict[str, str] | None = None) -> str:
-    """The launch as one copy-pasteable shell line (for plans and logs)."""
-    env = environment(spec, host_env)
-    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-    return f"{assignments} {shlex.join(command(spec))}"
