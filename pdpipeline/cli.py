@@ -94,6 +94,7 @@ def _campaign(args: argparse.Namespace) -> None:
     from pdpipeline.compare import markdown
     from pdpipeline.pipeline import run_campaign
     from pdpipeline.profile import load_profile
+    from pdpipeline.report.verdict import headline, verdicts
     from pdpipeline.warehouse.store import Warehouse
 
     load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
@@ -103,7 +104,9 @@ def _campaign(args: argparse.Namespace) -> None:
         return
     warehouse = Warehouse()
     table = warehouse.query("SELECT * FROM comparison WHERE campaign_id = ?", [campaign.id])
-    print(f"\ncampaign {campaign.id}\n\n{markdown(table)}\n")
+    print(f"\ncampaign {campaign.id}\n\n{headline(verdicts(table))}\n\n{markdown(table)}\n")
+    report = warehouse.path.parent / "reports" / campaign.id / "report.html"
+    print(f"report: {report.resolve()}")
     print(
         f'warehouse: {warehouse.path.resolve()}  (pdpipeline sql "SELECT * FROM latest_comparison")'
     )
