@@ -34,6 +34,7 @@ async def probe_host(launcher: Launcher, profile: Profile, host_name: str) -> di
         "device_kind": host.device_kind,
         "gpu_count": len(facts["gpus"]),
         "link_gbit_per_s": fastest_link(facts),
+        "nvlink_gbit_per_s": max((g["gbyte_per_s"] * 8 for g in facts["nvlink"]), default=None),
     }
     return facts
 

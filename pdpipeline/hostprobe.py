@@ -73,6 +73,23 @@ def gpus() -> list[dict]:
     return rows
 
 
+def nvlink() -> list[dict]:
+    """Per GPU: active NVLink links and their summed rate, from `nvidia-smi nvlink -s`."""
+    return parse_nvlink(_run(["nvidia-smi", "nvlink", "-s"]))
+
+
+def parse_nvlink(text: str) -> list[dict]:
+    gpus: list[dict] = []
+    for line in text.splitlines():
+        if line.startswith("GPU "):
+            gpus.append({"gpu": int(line.split()[1].rstrip(":")), "links": 0, "gbyte_per_s": 0.0})
+        elif gpus and line.strip().startswith("Link ") and line.strip().endswith("GB/s"):
+            # "Link 3: 26.562 GB/s" (an inactive link reads "<inactive>")
+            gpus[-1]["links"] += 1
+            gpus[-1]["gbyte_per_s"] += float(line.split(":")[1].split()[0])
+    return gpus
+
+
 def rdma() -> list[dict]:
     """InfiniBand/RoCE ports with their state and rate, from sysfs."""
     devices = []
@@ -130,7 +147,8 @@ def model(model_dir: str) -> dict:
 def probe(model_dir: str) -> dict:
     facts = {"hostname": socket.gethostname(), "python_executable": sys.executable}
     facts |= cpu() | model(model_dir)
-    facts |= {"gpus": gpus(), "rdma": rdma(), "nics": nics(), "versions": versions()}
+    facts |= {"gpus": gpus(), "nvlink": nvlink(), "rdma": rdma(), "nics": nics()}
+    facts["versions"] = versions()
     facts["clock"] = time.time()
     return facts
 

@@ -10,7 +10,7 @@ from pdpipeline.campaign import Campaign, campaign_row, new_campaign
 from pdpipeline.defs.resources import ClusterResource, ProfileResource, WarehouseResource
 from pdpipeline.environment import unmet_needs
 
-JSON_FACTS = ("gpus", "rdma", "nics", "versions")
+JSON_FACTS = ("gpus", "nvlink", "rdma", "nics", "versions")
 
 
 def host_row(campaign_id: str, facts: dict, checked_at: datetime) -> dict:

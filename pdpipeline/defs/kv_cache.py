@@ -25,11 +25,19 @@ def kv_cache_analysis(
     }
     tokens = sorted(workload_tokens | set(STANDARD_TOKENS))
     hosts = warehouse.store.query(
-        "SELECT host, link_gbit_per_s FROM hosts WHERE campaign_id = ? AND link_gbit_per_s > 0",
+        "SELECT host, link_gbit_per_s, nvlink_gbit_per_s FROM hosts WHERE campaign_id = ?",
         [hardware_check.id],
     )
-    # A host's link is assumed to reach 90% of its nominal rate, like the catalogue's RoCE.
-    found = [Link(f"{h} (found)", g, 0.9) for h, g in hosts.iter_rows()]
+    # Found links are assumed to reach the catalogue's efficiency for their kind.
+    found = [
+        link
+        for host, network, nvlink in hosts.iter_rows()
+        for link in (
+            Link(f"{host} network (found)", network, 0.9) if network else None,
+            Link(f"{host} NVLink (found)", nvlink, 0.8) if nvlink else None,
+        )
+        if link is not None
+    ]
     rows = [
         row | {"link_source": "host" if row["link"].endswith("(found)") else "catalogue"}
         for row in kv_rows(layout, tokens, [*found, *LINK_CATALOGUE])

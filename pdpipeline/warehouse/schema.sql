@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     rdma             JSON,
     nics             JSON,
     link_gbit_per_s  DOUBLE,   -- fastest RDMA/NIC link found; NULL when none
+    nvlink           JSON,     -- per GPU: active NVLink links and their summed GB/s
+    nvlink_gbit_per_s DOUBLE,  -- fastest GPU's NVLink total; NULL without NVLink
     versions         JSON,     -- python, vllm, nixl, torch, ucx on the host
     model_dir        VARCHAR,
     model_present    BOOLEAN,
@@ -34,6 +36,10 @@ CREATE TABLE IF NOT EXISTS hosts (
     clock_offset_s   DOUBLE,   -- host clock minus controller clock
     checked_at       TIMESTAMPTZ
 );
+
+-- Columns added after the first release: older warehouse files gain them in place.
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS nvlink JSON;
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS nvlink_gbit_per_s DOUBLE;
 
 CREATE TABLE IF NOT EXISTS kv_cache (
     campaign_id        VARCHAR NOT NULL,
