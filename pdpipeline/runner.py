@@ -227,14 +227,19 @@ def _collect(
 
 
 def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict:
-    """KV moved into decode instances during one run, from their NIXL metrics."""
-    decode = {i.server.name for i in plan.instances if i.server.role == "decode"}
-    on_decode = [m for m in metrics if m.server in decode]
+    """KV moved between prefill and decode instances during one run, from their NIXL metrics.
+
+    The side that completes a transfer records it: decode in pull mode (NixlConnector), prefill
+    in push mode (NixlPushConnector); summing both sides counts each transfer once either way.
+    Decode always counts the prompt tokens it received."""
+    roles = {i.server.name: i.server.role for i in plan.instances}
+    on_pair = [m for m in metrics if roles.get(m.server) in ("prefill", "decode")]
+    on_decode = [m for m in on_pair if roles[m.server] == "decode"]
     return {
-        "kv_bytes": total(on_decode, "vllm:nixl_bytes_transferred_sum"),
-        "kv_transfers": total(on_decode, "vllm:nixl_bytes_transferred_count"),
-        "kv_xfer_time_s": total(on_decode, "vllm:nixl_xfer_time_seconds_sum"),
-        "kv_failed_transfers": total(on_decode, "vllm:nixl_num_failed_transfers_total"),
+        "kv_bytes": total(on_pair, "vllm:nixl_bytes_transferred_sum"),
+        "kv_transfers": total(on_pair, "vllm:nixl_bytes_transferred_count"),
+        "kv_xfer_time_s": total(on_pair, "vllm:nixl_xfer_time_seconds_sum"),
+        "kv_failed_transfers": total(on_pair, "vllm:nixl_num_failed_transfers_total"),
         "kv_external_tokens": total(
             on_decode, "vllm:prompt_tokens_by_source_total", source="external_kv_transfer"
         ),
