@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pdpipeline.compare import markdown
+from pdpipeline.compare import compare, markdown
 from pdpipeline.report import plots
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
@@ -64,7 +64,9 @@ def build(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     f = load(warehouse, campaign_id)
-    comparison = f["comparison"]
+    # A campaign whose comparison_report has not run yet is compared here from its runs.
+    comparison = f["comparison"] if f["comparison"].height else compare(f["runs"])
+    f["comparison"] = comparison
     runs = f["runs"]
     slo = f"TTFT <= {runs['slo_ttft_ms'][0]:.0f} ms, TPOT <= {runs['slo_tpot_ms'][0]:.0f} ms"
     figures = {
