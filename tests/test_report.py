@@ -66,7 +66,7 @@ def test_figures_are_real_images(report):
 
 
 def test_verdict_judges_disaggregation_against_replication(warehouse):
-    comparison = warehouse.query("SELECT * FROM comparison")
+    comparison = warehouse.query("SELECT * FROM comparison WHERE campaign_id = ?", [CAMPAIGN])
     points = verdicts(comparison)
     assert len(points) == 6
     # Judged among arms on the same number of GPUs: single (1 GPU) is not a candidate.
@@ -88,7 +88,9 @@ def test_html_is_self_contained(report):
 
 def test_a_slower_later_campaign_is_a_regression(warehouse, tmp_path):
     later = "h100x2-later"
-    comparison = warehouse.query("SELECT * FROM comparison").with_columns(
+    comparison = warehouse.query(
+        "SELECT * FROM comparison WHERE campaign_id = ?", [CAMPAIGN]
+    ).with_columns(
         campaign_id=pl.lit(later),
         # Replicated got 20% slower at one point: beyond a 10% threshold, nothing else moved.
         output_throughput_per_gpu=pl.when(
@@ -99,10 +101,12 @@ def test_a_slower_later_campaign_is_a_regression(warehouse, tmp_path):
         .then(pl.col("output_throughput_per_gpu") * 0.8)
         .otherwise(pl.col("output_throughput_per_gpu")),
     )
-    campaigns = warehouse.query("SELECT * FROM campaigns").with_columns(
-        campaign_id=pl.lit(later), started_at=pl.col("started_at") + pl.duration(days=1)
+    campaigns = warehouse.query(
+        "SELECT * FROM campaigns WHERE campaign_id = ?", [CAMPAIGN]
+    ).with_columns(campaign_id=pl.lit(later), started_at=pl.col("started_at") + pl.duration(days=1))
+    runs = warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [CAMPAIGN]).with_columns(
+        campaign_id=pl.lit(later)
     )
-    runs = warehouse.query("SELECT * FROM runs").with_columns(campaign_id=pl.lit(later))
     warehouse.replace(
         {"campaigns": campaigns, "comparison": comparison, "runs": runs},
         where={"campaign_id": later},
@@ -128,3 +132,17 @@ def test_report_opens_in_chromium(report):
         expect(page.locator("#headline")).to_contain_text("Disaggregation beat replication")
         page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
     assert (SCREENSHOTS / "report.png").stat().st_size > 10_000
+
+
+def test_a_campaign_without_comparison_is_compared_from_its_runs(warehouse, tmp_path):
+    fresh = "h100x2-no-comparison"
+    runs = warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [CAMPAIGN]).with_columns(
+        campaign_id=pl.lit(fresh)
+    )
+    campaigns = warehouse.query(
+        "SELECT * FROM campaigns WHERE campaign_id = ?", [CAMPAIGN]
+    ).with_columns(campaign_id=pl.lit(fresh))
+    warehouse.replace({"campaigns": campaigns, "runs": runs}, where={"campaign_id": fresh})
+    report = build(warehouse, fresh, tmp_path)
+    assert "throughput_per_gpu" in report.figures
+    assert "| 512 | 128 | c=32 | disaggregated |" in report.summary_md
