@@ -148,6 +148,8 @@ class Workload(Strict):
     warmup_requests: int = Field(4, ge=0)
     repeats: int = Field(1, ge=1)
     seed: int = 0
+    # A request not finished within this fails (and makes its run invalid) rather than hang.
+    request_timeout_s: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _some_load(self) -> Workload:

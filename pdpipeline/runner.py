@@ -134,7 +134,10 @@ async def run_arm(
         progress(f"[{arm}] ready in {time.monotonic() - started:.0f} s")
         metrics_urls = {name: service.url for name, (_, service) in services.items()}
         async with Client(
-            services["proxy"][1].url, profile.model.served_name, profile.workload.api
+            services["proxy"][1].url,
+            profile.model.served_name,
+            profile.workload.api,
+            profile.workload.request_timeout_s,
         ) as client:
             for point in workload_points(profile.workload):
                 run = await _measure(client, source, profile, point, metrics_urls, plan, slo)

@@ -75,16 +75,25 @@ def request_body(api: Api, model: str, spec: RequestSpec) -> dict:
 class Client:
     """Sends requests to one OpenAI-compatible base URL over a pooled session."""
 
-    def __init__(self, base_url: str, model: str, api: Api = "completions") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api: Api = "completions",
+        request_timeout_s: float | None = 600.0,
+    ) -> None:
         self.url = base_url.rstrip("/") + PATHS[api]
         self.model = model
         self.api = api
+        # A request that never finishes (e.g. a KV handoff whose other side is gone) ends here
+        # as a failed request, which makes its run invalid, instead of hanging the campaign.
+        self.request_timeout_s = request_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout_s, sock_connect=10),
         )
         return self
 
@@ -112,7 +121,9 @@ class Client:
                     record.error = f"HTTP {response.status}: {(await response.text())[:300]}"
                     return record
                 await self._read_stream(response, record, start)
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except TimeoutError:
+            record.error = f"no complete answer within {self.request_timeout_s:g} s"
+        except aiohttp.ClientError as e:
             record.error = f"{type(e).__name__}: {e}"
         return record
 
