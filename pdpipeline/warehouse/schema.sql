@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at                 TIMESTAMPTZ
 );
 
+-- The disaggregated arm's handoff variant (e.g. pull, push); NULL for single and replicated.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS variant VARCHAR;
+
 CREATE TABLE IF NOT EXISTS requests (
     run_id                  VARCHAR NOT NULL,
     campaign_id             VARCHAR NOT NULL,
@@ -112,6 +115,7 @@ CREATE TABLE IF NOT EXISTS requests (
     error                   VARCHAR,
     ok                      BOOLEAN NOT NULL
 );
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS variant VARCHAR;
 
 CREATE TABLE IF NOT EXISTS server_metrics (
     run_id       VARCHAR NOT NULL,
@@ -123,6 +127,17 @@ CREATE TABLE IF NOT EXISTS server_metrics (
     "before"     DOUBLE,
     "after"      DOUBLE,
     delta        DOUBLE      -- counters: after - before; gauges: after
+);
+ALTER TABLE server_metrics ADD COLUMN IF NOT EXISTS variant VARCHAR;
+
+-- How each handoff variant of the disaggregated arm moved the KV cache.
+CREATE TABLE IF NOT EXISTS handoff_variants (
+    campaign_id                VARCHAR NOT NULL,
+    variant                    VARCHAR NOT NULL,
+    kv_connector               VARCHAR NOT NULL,   -- NixlConnector (pull), NixlPushConnector (push)
+    handoff                    VARCHAR NOT NULL,   -- 'sequential' or 'concurrent' (push only)
+    kv_connector_extra_config  JSON,
+    env                        JSON                -- UCX_/NIXL_ settings given to its servers
 );
 
 CREATE TABLE IF NOT EXISTS comparison (
@@ -148,16 +163,22 @@ CREATE TABLE IF NOT EXISTS comparison (
     kv_gbyte_per_s              DOUBLE,
     kv_predicted_bytes          DOUBLE
 );
+ALTER TABLE comparison ADD COLUMN IF NOT EXISTS variant VARCHAR;
+-- The link between the prefill and decode instances, as hardware_check found it, and the share
+-- of its nominal rate the KV transfers achieved.
+ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link VARCHAR;
+ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link_gbyte_per_s DOUBLE;
+ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link_fraction DOUBLE;
 
 CREATE OR REPLACE VIEW latest_campaign AS
     SELECT * FROM campaigns ORDER BY started_at DESC LIMIT 1;
 
 CREATE OR REPLACE VIEW latest_comparison AS
     SELECT c.* FROM comparison c JOIN latest_campaign USING (campaign_id)
-    ORDER BY input_len, output_len, concurrency NULLS LAST, request_rate, arm;
+    ORDER BY input_len, output_len, concurrency NULLS LAST, request_rate, arm, variant;
 
 CREATE OR REPLACE VIEW throughput_vs_load AS
-    SELECT campaign_id, arm, input_len, output_len, concurrency, request_rate,
+    SELECT campaign_id, arm, variant, input_len, output_len, concurrency, request_rate,
            count(*) FILTER (WHERE valid) AS valid_repeats,
            avg(output_throughput) FILTER (WHERE valid) AS output_throughput,
            avg(output_throughput_per_gpu) FILTER (WHERE valid) AS output_throughput_per_gpu,
@@ -166,7 +187,7 @@ CREATE OR REPLACE VIEW throughput_vs_load AS
     FROM runs GROUP BY ALL;
 
 CREATE OR REPLACE VIEW nightly_trend AS
-    SELECT k.profile_name, k.started_at, r.campaign_id, r.arm, r.input_len, r.output_len,
+    SELECT k.profile_name, k.started_at, r.campaign_id, r.arm, r.variant, r.input_len, r.output_len,
            r.concurrency, r.request_rate,
            avg(r.output_throughput_per_gpu) FILTER (WHERE r.valid) AS output_throughput_per_gpu,
            avg(r.ttft_p50_ms) FILTER (WHERE r.valid) AS ttft_p50_ms,
