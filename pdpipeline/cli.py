@@ -11,7 +11,7 @@ from pdpipeline.errors import PdPipelineError
 
 
 def _proxy(args: argparse.Namespace) -> None:
-    from pdpipeline.serving.proxy import Proxy, serve
+    from pdpipeline.serving.proxy import KvPeer, Proxy, serve
 
     try:
         import uvloop  # vLLM ships it; the proxy's hot path is event-loop bound
@@ -19,7 +19,15 @@ def _proxy(args: argparse.Namespace) -> None:
         uvloop.install()
     except ImportError:
         pass
-    proxy = Proxy(args.backend, args.prefill, args.decode, instance_token=args.instance_token)
+    proxy = Proxy(
+        args.backend,
+        args.prefill,
+        args.decode,
+        instance_token=args.instance_token,
+        handoff=args.handoff,
+        prefill_peers=[KvPeer.parse(text, args.kv_tp_size) for text in args.prefill_peer],
+        leg_timeout_s=args.leg_timeout_s,
+    )
     asyncio.run(serve(proxy, args.host, args.port))
 
 
@@ -178,6 +186,21 @@ def parser() -> argparse.ArgumentParser:
     proxy.add_argument("--backend", action="append", default=[], metavar="URL")
     proxy.add_argument("--prefill", action="append", default=[], metavar="URL")
     proxy.add_argument("--decode", action="append", default=[], metavar="URL")
+    proxy.add_argument(
+        "--handoff",
+        choices=["sequential", "concurrent"],
+        default="sequential",
+        help="prefill then decode (pull or push), or both at once (push only)",
+    )
+    proxy.add_argument(
+        "--prefill-peer",
+        action="append",
+        default=[],
+        metavar="ENGINE_ID@HOST:PORT",
+        help="a prefill's pinned NIXL engine id and side channel, in --prefill order (concurrent)",
+    )
+    proxy.add_argument("--kv-tp-size", type=int, default=1, help="prefill tensor parallel size")
+    proxy.add_argument("--leg-timeout-s", type=float, default=300.0, help="limit for each leg")
     proxy.add_argument("--instance-token", default="", help="echoed by /health (launch check)")
     proxy.set_defaults(func=_proxy)
 

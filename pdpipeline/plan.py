@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pdpipeline.launch.base import ServiceSpec
-from pdpipeline.profile import Host, Placement, Profile
+from pdpipeline.profile import HandoffVariant, Host, Placement, Profile
 from pdpipeline.serving.engine import MODULE_ENTRY_POINT, Role, ServerSpec, command, environment
 
 
@@ -27,6 +27,13 @@ class ArmPlan:
     instances: tuple[Instance, ...]
     proxy_host: Host
     proxy: ServiceSpec
+    # The disaggregated arm's KV handoff; None for single and replicated.
+    variant: HandoffVariant | None = None
+
+    @property
+    def key(self) -> str:
+        """The arm, and its variant when it has one: names logs and run ids."""
+        return f"{self.arm}-{self.variant.name}" if self.variant else self.arm
 
     @property
     def devices(self) -> int:
@@ -62,7 +69,13 @@ def _model_dir(profile: Profile, host: Host) -> str:
 
 
 def server_spec(
-    profile: Profile, placement: Placement, role: Role, name: str, slot: int, token: str
+    profile: Profile,
+    placement: Placement,
+    role: Role,
+    name: str,
+    slot: int,
+    token: str,
+    variant: HandoffVariant | None = None,
 ) -> ServerSpec:
     host = profile.host(placement.host)
     v = profile.vllm
@@ -83,14 +96,11 @@ def server_spec(
         entry_point=_engine(host),
         device_kind=host.device_kind,
         devices=devices,
-        kv_connector=profile.arms.disaggregated.kv_connector if profile.arms.disaggregated else "",
-        kv_connector_extra_config=(
-            profile.arms.disaggregated.kv_connector_extra_config
-            if profile.arms.disaggregated
-            else {}
-        ),
+        kv_connector=variant.kv_connector if variant else "",
+        kv_connector_extra_config=variant.kv_connector_extra_config if variant else {},
         side_channel_port=v.side_channel_base_port + slot if role != "standalone" else None,
         side_channel_host=host.kv_address,
+        kv_engine_id=token if variant else None,
         dtype=profile.model.dtype,
         kv_cache_dtype=None
         if profile.model.kv_cache_dtype == "auto"
@@ -105,7 +115,7 @@ def server_spec(
         instance_token=token,
         extra_args=tuple(v.extra_args),
         # Per-device cache: arms reuse each other's compile cache; two instances never share one.
-        env={"VLLM_CACHE_ROOT": cache_root} | host.env | v.env,
+        env={"VLLM_CACHE_ROOT": cache_root} | host.env | v.env | (variant.env if variant else {}),
     )
 
 
@@ -126,13 +136,20 @@ def server_service(
     )
 
 
-def proxy_service(profile: Profile, backends: dict[str, list[str]], token: str) -> ServiceSpec:
+def proxy_service(
+    profile: Profile, servers: list[ServerSpec], token: str, variant: HandoffVariant | None = None
+) -> ServiceSpec:
     host = profile.host(profile.proxy.host)
     argv = [host_python(host), "-m", "pdpipeline", "proxy", "--port", str(profile.proxy.port)]
     argv += ["--host", host.address if _is_local(host) else "0.0.0.0"]
-    for flag, urls in backends.items():
-        for url in urls:
-            argv += [f"--{flag}", url]
+    argv += ["--leg-timeout-s", f"{profile.proxy.leg_timeout_s:g}"]
+    for server in servers:
+        argv += [f"--{'backend' if server.role == 'standalone' else server.role}", server.url]
+    if variant and variant.handoff == "concurrent":
+        argv += ["--handoff", "concurrent", "--kv-tp-size", str(profile.vllm.tensor_parallel_size)]
+        for server in servers:
+            if server.role == "prefill":
+                argv += ["--prefill-peer", server.kv_peer]
     return ServiceSpec(
         name="proxy",
         argv=(*argv, "--instance-token", token),
@@ -144,9 +161,11 @@ def proxy_service(profile: Profile, backends: dict[str, list[str]], token: str) 
     )
 
 
-def plan_arm(profile: Profile, arm: str) -> ArmPlan:
-    """The services one arm launches, with fresh instance tokens."""
+def plan_arm(profile: Profile, arm: str, variant: str | None = None) -> ArmPlan:
+    """The services one arm (of the disaggregated arm: one handoff variant, by default the
+    first) launches, with fresh instance tokens."""
     token = uuid.uuid4().hex[:12]
+    handoff = None
     roles: list[tuple[Role, Placement]]
     if arm == "single" and profile.arms.single:
         roles = [("standalone", profile.arms.single.instance)]
@@ -155,12 +174,13 @@ def plan_arm(profile: Profile, arm: str) -> ArmPlan:
     elif arm == "disaggregated" and profile.arms.disaggregated:
         d = profile.arms.disaggregated
         roles = [("prefill", p) for p in d.prefill] + [("decode", p) for p in d.decode]
+        handoff = d.variant(variant) if variant else d.handoff_variants[0]
     else:
         raise ValueError(f"arm {arm!r} is not in profile {profile.name!r}")
     instances = []
     for slot, (role, placement) in enumerate(roles):
         name = f"{arm}-{role}-{slot}" if role != "standalone" else f"{arm}-{slot}"
-        server = server_spec(profile, placement, role, name, slot, f"{name}-{token}")
+        server = server_spec(profile, placement, role, name, slot, f"{name}-{token}", handoff)
         instances.append(
             Instance(
                 profile.host(placement.host),
@@ -172,20 +192,32 @@ def plan_arm(profile: Profile, arm: str) -> ArmPlan:
                 ),
             )
         )
-    urls = {"backend": [], "prefill": [], "decode": []}
-    for instance in instances:
-        key = "backend" if instance.server.role == "standalone" else instance.server.role
-        urls[key].append(instance.server.url)
-    proxy = proxy_service(profile, {k: v for k, v in urls.items() if v}, f"proxy-{token}")
-    return ArmPlan(arm, tuple(instances), profile.host(profile.proxy.host), proxy)
+    proxy = proxy_service(profile, [i.server for i in instances], f"proxy-{token}", handoff)
+    return ArmPlan(arm, tuple(instances), profile.host(profile.proxy.host), proxy, handoff)
+
+
+def plan_arms(profile: Profile, arm: str) -> list[ArmPlan]:
+    """Every launch of one arm: one per handoff variant for the disaggregated arm."""
+    if arm == "disaggregated" and profile.arms.disaggregated:
+        return [plan_arm(profile, arm, v.name) for v in profile.arms.disaggregated.handoff_variants]
+    return [plan_arm(profile, arm)]
 
 
 def format_plan(profile: Profile) -> str:
     """Per arm and host, the commands and environment a campaign would launch."""
     lines = [f"# profile {profile.name}: model {profile.model.dir} as {profile.model.served_name}"]
-    for arm in profile.enabled_arms:
-        plan = plan_arm(profile, arm)
-        lines.append(f"\n## arm {arm} ({plan.devices} device(s), proxy {plan.proxy_url})")
+    for plan in [p for arm in profile.enabled_arms for p in plan_arms(profile, arm)]:
+        lines.append(f"\n## arm {plan.arm} ({plan.devices} device(s), proxy {plan.proxy_url})")
+        if plan.variant:
+            v = plan.variant
+            lines.append(
+                f"handoff variant {v.name}: {v.kv_connector}, {v.handoff} handoff"
+                + (
+                    f", extra config {v.kv_connector_extra_config}"
+                    if v.kv_connector_extra_config
+                    else ""
+                )
+            )
         for service, host in [(i.service, i.host) for i in plan.instances] + [
             (plan.proxy, plan.proxy_host)
         ]:

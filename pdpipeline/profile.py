@@ -83,11 +83,79 @@ class ReplicatedArm(Strict):
     instances: list[Placement] = Field(min_length=1)
 
 
+PUSH_CONNECTOR = "NixlPushConnector"
+# Default variant names for the connectors whose handoff direction is known.
+CONNECTOR_NAMES = {"NixlConnector": "pull", PUSH_CONNECTOR: "push"}
+Handoff = Literal["sequential", "concurrent"]
+
+
+class HandoffVariant(Strict):
+    """One way of moving the KV cache from prefill to decode, measured as its own series.
+
+    Unset fields take the arm's value; `kv_connector_extra_config` and `env` are merged over it.
+    """
+
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kv_connector: str | None = None
+    kv_connector_extra_config: dict = Field(default_factory=dict)
+    # sequential: prefill, then decode with the params it returned (pull and push);
+    # concurrent: both legs at once, so decode registers its blocks during the prefill (push).
+    handoff: Handoff | None = None
+    # Transfer settings for this variant's servers (UCX_TLS, UCX_NET_DEVICES, NIXL_...).
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 class DisaggregatedArm(Strict):
     prefill: list[Placement] = Field(min_length=1)
     decode: list[Placement] = Field(min_length=1)
     kv_connector: str = "NixlConnector"
     kv_connector_extra_config: dict = Field(default_factory=dict)
+    handoff: Handoff | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    # Several variants run one after another in the same campaign, against the same baselines;
+    # none: one variant made of the fields above.
+    variants: list[HandoffVariant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _variants_resolve(self) -> DisaggregatedArm:
+        names = [v.name for v in self.handoff_variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: names must be unique, got {names}")
+        for v in self.handoff_variants:
+            if v.handoff == "concurrent" and v.kv_connector != PUSH_CONNECTOR:
+                raise ValueError(
+                    f"variants: {v.name}: the concurrent handoff needs kv_connector "
+                    f"{PUSH_CONNECTOR} (a pull decode needs the prefill's block ids first)"
+                )
+        return self
+
+    @property
+    def handoff_variants(self) -> list[HandoffVariant]:
+        """Every variant with all of its fields set."""
+        resolved = []
+        for v in self.variants or [HandoffVariant()]:
+            connector = v.kv_connector or self.kv_connector
+            resolved.append(
+                HandoffVariant(
+                    name=v.name or CONNECTOR_NAMES.get(connector, connector.lower()),
+                    kv_connector=connector,
+                    kv_connector_extra_config=self.kv_connector_extra_config
+                    | v.kv_connector_extra_config,
+                    # Push defaults to the concurrent handoff its protocol is built for.
+                    handoff=v.handoff
+                    or self.handoff
+                    or ("concurrent" if connector == PUSH_CONNECTOR else "sequential"),
+                    env=self.env | v.env,
+                )
+            )
+        return resolved
+
+    def variant(self, name: str) -> HandoffVariant:
+        for v in self.handoff_variants:
+            if v.name == name:
+                return v
+        known = ", ".join(v.name for v in self.handoff_variants)
+        raise ValueError(f"variant {name!r} is not in arms.disaggregated ({known})")
 
 
 class Arms(Strict):
@@ -99,6 +167,8 @@ class Arms(Strict):
 class ProxySettings(Strict):
     host: str
     port: int = 8200
+    # Each leg (prefill; decode to its last byte) ends with a 504 naming the instance after this.
+    leg_timeout_s: float = Field(300.0, gt=0)
 
 
 class VllmSettings(Strict):

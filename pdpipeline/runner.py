@@ -22,7 +22,7 @@ from pdpipeline.loadgen.metrics import MetricDelta, total
 from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import Slo
 from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests, load_prompt_source
-from pdpipeline.plan import ArmPlan, plan_arm
+from pdpipeline.plan import ArmPlan, plan_arms
 from pdpipeline.profile import Profile, Workload
 
 Progress = Callable[[str], None]
@@ -51,6 +51,7 @@ class ArmResult:
     runs: list[dict] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     server_metrics: list[dict] = field(default_factory=list)
+    handoff_variants: list[dict] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -115,24 +116,54 @@ async def run_arm(
     progress: Progress = print,
     source: PromptSource | None = None,
 ) -> ArmResult:
-    """Launch `arm`, run every workload point through the proxy, and return its rows."""
-    plan = plan_arm(profile, arm)
+    """Launch `arm` (each handoff variant of the disaggregated arm in turn), run every workload
+    point through the proxy, and return its rows."""
     source = source or load_prompt_source(profile.model.tokenizer_dir, profile.workload.api)
     result = ArmResult(arm)
+    for plan in plan_arms(profile, arm):
+        await _run_plan(plan, profile, campaign_id, log_dir, progress, source, result)
+        if (v := plan.variant) is not None:
+            result.handoff_variants.append(
+                {
+                    "campaign_id": campaign_id,
+                    "arm": arm,
+                    "variant": v.name,
+                    "kv_connector": v.kv_connector,
+                    "handoff": v.handoff,
+                    "kv_connector_extra_config": json.dumps(v.kv_connector_extra_config),
+                    "env": json.dumps(v.env),
+                }
+            )
+    return result
+
+
+async def _run_plan(
+    plan: ArmPlan,
+    profile: Profile,
+    campaign_id: str,
+    log_dir: Path,
+    progress: Progress,
+    source: PromptSource,
+    result: ArmResult,
+) -> None:
+    """One launch: start the plan's services, measure every point, stop them."""
     slo = Slo(profile.slo.ttft_ms, profile.slo.tpot_ms)
-    launchers = launchers_for(profile, log_dir / campaign_id / arm, f"{campaign_id}/{arm}")
+    name = plan.key
+    launchers = launchers_for(profile, log_dir / campaign_id / name, f"{campaign_id}/{name}")
     async with AsyncExitStack() as stack:
         for launcher in launchers.values():
             stack.push_async_callback(launcher.close)
             # Leftovers of an earlier attempt at this arm (a cancelled run, a dropped
             # connection) are stopped by their pid files before anything starts.
-            for name in await launcher.stop_leftovers():
-                progress(f"[{arm}] stopped {name} left by an earlier attempt")
+            for leftover in await launcher.stop_leftovers():
+                progress(f"[{name}] stopped {leftover} left by an earlier attempt")
         started = time.monotonic()
-        progress(f"[{arm}] starting {len(plan.instances)} vLLM instance(s) and the proxy")
+        progress(f"[{name}] starting {len(plan.instances)} vLLM instance(s) and the proxy")
         services = await start_all(stack, launchers, plan)
-        progress(f"[{arm}] ready in {time.monotonic() - started:.0f} s")
-        metrics_urls = {name: service.url for name, (_, service) in services.items()}
+        progress(f"[{name}] ready in {time.monotonic() - started:.0f} s")
+        metrics_urls = {
+            service_name: service.url for service_name, (_, service) in services.items()
+        }
         async with Client(
             services["proxy"][1].url,
             profile.model.served_name,
@@ -143,9 +174,8 @@ async def run_arm(
                 run = await _measure(client, source, profile, point, metrics_urls, plan, slo)
                 for launcher, service in services.values():
                     await launcher.ensure_alive(service)
-                _collect(result, campaign_id, arm, point, run, plan)
-                progress(f"[{arm}] {point.key}: {_one_line(result.runs[-1])}")
-    return result
+                _collect(result, campaign_id, point, run, plan)
+                progress(f"[{name}] {point.key}: {_one_line(result.runs[-1])}")
 
 
 def _one_line(run: dict) -> str:
@@ -174,9 +204,11 @@ async def _measure(client, source, profile, point, metrics_urls, plan, slo) -> B
 
 
 def _collect(
-    result: ArmResult, campaign_id: str, arm: str, point: Point, run: BenchResult, plan: ArmPlan
+    result: ArmResult, campaign_id: str, point: Point, run: BenchResult, plan: ArmPlan
 ) -> None:
-    run_id = f"{campaign_id}/{arm}/{point.key}"
+    arm = plan.arm
+    variant = plan.variant.name if plan.variant else None
+    run_id = f"{campaign_id}/{plan.key}/{point.key}"
     kept = [m for m in run.metrics if m.name.startswith(KEPT_METRIC_PREFIXES)]
     kv = kv_transfer_figures(kept, plan)
     summary = dict(run.summary)
@@ -193,6 +225,7 @@ def _collect(
             "run_id": run_id,
             "campaign_id": campaign_id,
             "arm": arm,
+            "variant": variant,
             "point": point.key,
             "input_len": str(point.input_len),
             "output_len": str(point.output_len),
@@ -212,13 +245,16 @@ def _collect(
         row = record.row()
         row["itl_s"] = json.dumps(row["itl_s"])
         row["request_index"] = row.pop("index")
-        result.requests.append({"run_id": run_id, "campaign_id": campaign_id, "arm": arm, **row})
+        result.requests.append(
+            {"run_id": run_id, "campaign_id": campaign_id, "arm": arm, "variant": variant, **row}
+        )
     for m in kept:
         result.server_metrics.append(
             {
                 "run_id": run_id,
                 "campaign_id": campaign_id,
                 "arm": arm,
+                "variant": variant,
                 "server": m.server,
                 "name": m.name,
                 "labels": m.labels,

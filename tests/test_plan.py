@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pdpipeline.plan import ArmPlan, format_plan, plan_arm
+from pdpipeline.plan import ArmPlan, format_plan, plan_arm, plan_arms
 from pdpipeline.profile import Profile
 from pdpipeline.serving.engine import ServerSpec, environment
 from tests.conftest import local_profile_data
@@ -57,11 +57,19 @@ def test_disaggregated_is_nixl_producer_and_consumer_on_cpu(local_profile: Profi
     plan = plan_arm(local_profile, "disaggregated")
     assert [i.server.role for i in plan.instances] == ["prefill", "decode"]
     configs = [kv_transfer_config(i.service.argv) for i in plan.instances]
+    # Each engine id is pinned to its instance token: unique per launch.
     assert configs == [
-        {"kv_connector": "NixlConnector", "kv_role": "kv_producer", "kv_buffer_device": "cpu"},
-        {"kv_connector": "NixlConnector", "kv_role": "kv_consumer", "kv_buffer_device": "cpu"},
+        {
+            "kv_connector": "NixlConnector",
+            "kv_role": role,
+            "kv_buffer_device": "cpu",
+            "engine_id": i.server.instance_token,
+        }
+        for role, i in zip(["kv_producer", "kv_consumer"], plan.instances, strict=True)
     ]
     assert plan.devices == 2
+    assert plan.variant.name == "pull"
+    assert plan.key == "disaggregated-pull"
 
 
 def test_side_channel_ports_are_unique_and_checked_free(local_profile: Profile):
@@ -226,3 +234,70 @@ def test_engine_environment_filters_host_env():
     }
     assert "PATH" not in env and "X" not in env
     assert environment(spec) == environment(spec, {})
+
+
+@pytest.fixture
+def variants_profile(tiny_model: Path) -> Profile:
+    data = local_profile_data(tiny_model)
+    data["arms"]["disaggregated"] |= {
+        "kv_connector_extra_config": {"kv_lease_duration": 60},
+        "env": {"UCX_TLS": "tcp"},
+        "variants": [
+            {"name": "pull"},
+            {"kv_connector": "NixlPushConnector", "env": {"UCX_TLS": "shm"}},
+            {
+                "name": "push-serial",
+                "kv_connector": "NixlPushConnector",
+                "handoff": "sequential",
+                "kv_connector_extra_config": {"backends": ["UCX"]},
+            },
+        ],
+    }
+    return Profile.model_validate(data)
+
+
+def test_each_handoff_variant_is_its_own_launch(variants_profile: Profile):
+    plans = plan_arms(variants_profile, "disaggregated")
+    assert [p.key for p in plans] == [
+        "disaggregated-pull",
+        "disaggregated-push",
+        "disaggregated-push-serial",
+    ]
+    connectors = [
+        {kv_transfer_config(i.service.argv)["kv_connector"] for i in p.instances} for p in plans
+    ]
+    assert connectors == [{"NixlConnector"}, {"NixlPushConnector"}, {"NixlPushConnector"}]
+    assert [p.variant.handoff for p in plans] == ["sequential", "concurrent", "sequential"]
+    assert [p.key for p in plan_arms(variants_profile, "replicated")] == ["replicated"]
+
+
+def test_variant_settings_merge_over_the_arm(variants_profile: Profile):
+    pull, push, push_serial = plan_arms(variants_profile, "disaggregated")
+    for plan, ucx_tls in ((pull, "tcp"), (push, "shm"), (push_serial, "tcp")):
+        assert {i.service.env["UCX_TLS"] for i in plan.instances} == {ucx_tls}
+    extra = kv_transfer_config(push_serial.instances[0].service.argv)["kv_connector_extra_config"]
+    assert extra == {"kv_lease_duration": 60, "backends": ["UCX"]}
+
+
+def test_concurrent_handoff_names_the_prefill_nixl_identity(variants_profile: Profile):
+    pull, push, push_serial = plan_arms(variants_profile, "disaggregated")
+    prefill = push.instances[0].server
+    side = variants_profile.vllm.side_channel_base_port
+    assert flag_values(push.proxy.argv, "--handoff") == ["concurrent"]
+    assert flag_values(push.proxy.argv, "--prefill-peer") == [
+        f"{prefill.instance_token}@127.0.0.1:{side}"
+    ]
+    assert kv_transfer_config(push.instances[0].service.argv)["engine_id"] == (
+        prefill.instance_token
+    )
+    for sequential in (pull, push_serial):
+        assert flag_values(sequential.proxy.argv, "--handoff") == []
+        assert flag_values(sequential.proxy.argv, "--prefill-peer") == []
+    assert flag_values(push.proxy.argv, "--leg-timeout-s") == ["300"]
+
+
+def test_plan_shows_every_variant(variants_profile: Profile):
+    text = format_plan(variants_profile)
+    assert "handoff variant push: NixlPushConnector, concurrent handoff" in text
+    assert "handoff variant push-serial: NixlPushConnector, sequential handoff" in text
+    assert "UCX_TLS=shm" in text

@@ -152,6 +152,26 @@ MALFORMED = {
         "vllm.gpu_memory_utilization:",
         "greater than 0",
     ),
+    "variant-names-repeat": (
+        _set("arms", "disaggregated", "variants", value=[{}, {"kv_connector": "NixlConnector"}]),
+        "arms.disaggregated:",
+        "names must be unique, got ['pull', 'pull']",
+    ),
+    "concurrent-handoff-with-pull": (
+        _set("arms", "disaggregated", "variants", value=[{"handoff": "concurrent"}]),
+        "arms.disaggregated:",
+        "pull: the concurrent handoff needs kv_connector NixlPushConnector",
+    ),
+    "variant-name-with-space": (
+        _set("arms", "disaggregated", "variants", value=[{"name": "push fast"}]),
+        "arms.disaggregated.variants.0.name:",
+        "should match pattern",
+    ),
+    "leg-timeout-zero": (
+        _set("proxy", "leg_timeout_s", value=0),
+        "proxy.leg_timeout_s:",
+        "greater than 0",
+    ),
     "ssh-without-settings": (
         _add_host({"name": "remote", "address": "10.0.0.2", "reach": "ssh"}),
         "hosts.remote",

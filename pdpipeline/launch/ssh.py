@@ -191,6 +191,8 @@ class SshLauncher(Launcher):
         if self._conn is not None and self._conn.is_closed():
             self._conn = None
         await self._signal_group(service.pid, "TERM")
+        # A stopped (frozen) process acts on SIGTERM only once continued.
+        await self._signal_group(service.pid, "CONT")
         if not await self._group_gone(service.pid, service.spec.stop_grace_s):
             await self._signal_group(service.pid, "KILL")
             if not await self._group_gone(service.pid, 10.0):

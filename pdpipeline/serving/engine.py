@@ -38,6 +38,8 @@ class ServerSpec:
     kv_connector_extra_config: dict = field(default_factory=dict)
     side_channel_port: int | None = None
     side_channel_host: str | None = None  # defaults to advertise_host
+    # Pinned NIXL engine id: lets the proxy name this prefill in a push decode's params up front.
+    kv_engine_id: str | None = None
     dtype: str | None = None
     kv_cache_dtype: str | None = None
     gpu_memory_utilization: float | None = None
@@ -72,9 +74,17 @@ class ServerSpec:
             "kv_role": KV_ROLES[self.role],
             "kv_buffer_device": self.device_kind,
         }
+        if self.kv_engine_id:
+            config["engine_id"] = self.kv_engine_id
         if self.kv_connector_extra_config:
             config["kv_connector_extra_config"] = self.kv_connector_extra_config
         return config
+
+    @property
+    def kv_peer(self) -> str:
+        """ENGINE_ID@HOST:PORT: how a push decode reaches this prefill's NIXL side channel."""
+        host = self.side_channel_host or self.advertise_host
+        return f"{self.kv_engine_id}@{host}:{self.side_channel_port}"
 
 
 def command(spec: ServerSpec) -> list[str]:

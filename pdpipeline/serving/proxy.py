@@ -2,7 +2,7 @@
 
 Every arm is measured through this proxy, so the extra hop is the same for all of them.
 
-Disaggregated handoff (vLLM's NixlConnector protocol, pull mode):
+Sequential handoff (vLLM's NixlConnector, pull mode; also works for NixlPushConnector):
 1. prefill leg: the client's body with max_tokens=1, stream=false and
    kv_transfer_params.do_remote_decode=true, sent to a prefill instance;
 2. decode leg: the original body plus the kv_transfer_params the prefill returned, sent to a
@@ -10,6 +10,16 @@ Disaggregated handoff (vLLM's NixlConnector protocol, pull mode):
 When the prefill returns no kv_transfer_params (it stopped on EOS at the first token, or the
 connector is off), the decode instance recomputes the prompt itself: the request still succeeds,
 and `pdpipeline_proxy_kv_params_missing_total` counts it so a run can tell KV was not moved.
+
+Concurrent handoff (NixlPushConnector only): both legs leave at once. The decode leg names the
+prefill instance's NIXL identity (engine id pinned at launch, side-channel address), so decode
+allocates its blocks and registers them with the prefill while the prefill computes; the prefill
+then writes the KV straight into them. vLLM pairs the two legs by request id: both carry the
+same X-Request-Id. A prefill leg that fails ends the decode leg (its connection is closed, which
+aborts it in vLLM) and its error is the answer.
+
+Every leg has a time limit: a leg stuck waiting for KV that never comes ends with a 504 naming
+the instance, never a hang.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from yarl import URL
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVED_BY_HEADER = "X-Served-By"
+
+HANDOFFS = ("sequential", "concurrent")
 
 PREFILL_KV_PARAMS = {
     "do_remote_decode": True,
@@ -52,6 +64,45 @@ class UpstreamError(Exception):
         self.status = status
         self.body = body
         self.content_type = content_type
+
+
+@dataclass(frozen=True)
+class KvPeer:
+    """A prefill instance's NIXL identity, which a push-mode decode registers its blocks with."""
+
+    engine_id: str
+    host: str
+    port: int
+    tp_size: int = 1
+
+    @classmethod
+    def parse(cls, text: str, tp_size: int = 1) -> KvPeer:
+        """From ENGINE_ID@HOST:PORT."""
+        engine_id, _, address = text.rpartition("@")
+        host, _, port = address.rpartition(":")
+        if not (engine_id and host and port.isdigit()):
+            raise ValueError(f"prefill peer {text!r} is not ENGINE_ID@HOST:PORT")
+        return cls(engine_id, host, int(port), tp_size)
+
+    def __str__(self) -> str:
+        return f"{self.engine_id}@{self.host}:{self.port}"
+
+    def decode_params(self) -> dict:
+        """The decode leg's kv_transfer_params, known before the prefill has run.
+
+        The prefill's own request id is unknown yet (vLLM adds a random suffix); it only keys
+        decode->prefill heartbeats that extend the prefill's block lease, which a decode
+        registered before the prefill finishes does not need."""
+        return {
+            "do_remote_prefill": True,
+            "do_remote_decode": False,
+            "remote_engine_id": self.engine_id,
+            "remote_host": self.host,
+            "remote_port": self.port,
+            "tp_size": self.tp_size,
+            "remote_block_ids": None,
+            "remote_request_id": None,
+        }
 
 
 @dataclass
@@ -87,6 +138,12 @@ class ProxyMetrics:
             ["backend", "leg"],
             registry=self.registry,
         )
+        self.leg_timeouts = Counter(
+            "pdpipeline_proxy_leg_timeouts",
+            "Legs that did not finish within the proxy's time limit",
+            ["backend", "leg"],
+            registry=self.registry,
+        )
         self.leg_seconds = Histogram(
             "pdpipeline_proxy_leg_seconds",
             "Latency of each leg as seen by the proxy (decode/forward: to the last byte)",
@@ -117,12 +174,24 @@ class Proxy:
         decode: Sequence[str] = (),
         instance_token: str = "",
         connect_timeout_s: float = 3.0,
+        handoff: str = "sequential",
+        prefill_peers: Sequence[KvPeer] = (),
+        leg_timeout_s: float | None = 300.0,
     ) -> None:
         if bool(backends) == bool(prefill or decode) or bool(prefill) != bool(decode):
             raise ValueError("give either backends, or both prefill and decode backends")
+        if handoff not in HANDOFFS:
+            raise ValueError(f"handoff {handoff!r} is not one of {', '.join(HANDOFFS)}")
+        if handoff == "concurrent" and len(prefill_peers) != len(prefill):
+            raise ValueError("the concurrent handoff needs one prefill peer per prefill backend")
         self._urls = {"forward": list(backends), "prefill": list(prefill), "decode": list(decode)}
         self.instance_token = instance_token
         self.connect_timeout_s = connect_timeout_s
+        self.handoff = handoff
+        self.peers = {
+            url.rstrip("/"): peer for url, peer in zip(prefill, prefill_peers, strict=False)
+        }
+        self.leg_timeout_s = leg_timeout_s
         self.metrics = ProxyMetrics()
         self.pools: dict[str, Pool] = {}
 
@@ -142,7 +211,9 @@ class Proxy:
         return app
 
     async def _open(self, _app: web.Application) -> None:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s)
+        timeout = aiohttp.ClientTimeout(
+            total=self.leg_timeout_s, sock_connect=self.connect_timeout_s
+        )
         for leg, urls in self._urls.items():
             if urls:
                 self.pools[leg] = Pool(
@@ -206,17 +277,48 @@ class Proxy:
         except json.JSONDecodeError:
             return _json_error(400, "request body is not JSON", request_id)
         prefill = self.pools["prefill"].next()
+        decode = self.pools["decode"].next()
+        served_by = f"prefill={prefill.url};decode={decode.url}"
+        if self.handoff == "concurrent":
+            return await self._concurrent(request, body, request_id, prefill, decode, served_by)
         kv_params = await self._prefill(prefill, request, body, request_id)
         if kv_params is None:
             self.metrics.kv_params_missing.inc()
             decode_body = body
         else:
             decode_body = body | {"kv_transfer_params": kv_params}
-        decode = self.pools["decode"].next()
-        served_by = f"prefill={prefill.url};decode={decode.url}"
         return await self._stream(
             request, decode, json.dumps(decode_body).encode(), request_id, "decode", served_by
         )
+
+    async def _concurrent(
+        self,
+        request: web.Request,
+        body: dict,
+        request_id: str,
+        prefill: Backend,
+        decode: Backend,
+        served_by: str,
+    ) -> web.StreamResponse:
+        """Push handoff: decode registers its blocks while the prefill computes the KV."""
+        prefill_leg = asyncio.create_task(self._prefill(prefill, request, body, request_id))
+        decode_body = body | {"kv_transfer_params": self.peers[prefill.url].decode_params()}
+        try:
+            return await self._stream(
+                request,
+                decode,
+                json.dumps(decode_body).encode(),
+                request_id,
+                "decode",
+                served_by,
+                prefill_leg,
+            )
+        finally:
+            if not prefill_leg.done():
+                prefill_leg.cancel()
+            elif not prefill_leg.cancelled() and prefill_leg.exception() is None:
+                if prefill_leg.result() is None:
+                    self.metrics.kv_params_missing.inc()
 
     async def _prefill(
         self, backend: Backend, request: web.Request, body: dict, request_id: str
@@ -236,6 +338,8 @@ class Proxy:
                 payload = await upstream.read()
                 if upstream.status != 200:
                     raise self._upstream_error(backend, upstream.status, payload)
+        except TimeoutError as e:
+            raise self._timed_out(backend, "prefill") from e
         except aiohttp.ClientError as e:
             raise self._unreachable(backend, e) from e
         self.metrics.leg_seconds.labels("prefill").observe(time.perf_counter() - started)
@@ -249,17 +353,23 @@ class Proxy:
         request_id: str,
         leg: str,
         served_by: str,
+        prefill_leg: asyncio.Task | None = None,
     ) -> web.StreamResponse:
-        """Send `body` to `backend` and pass its answer through to the client as it arrives."""
+        """Send `body` to `backend` and pass its answer through to the client as it arrives.
+
+        With a concurrent `prefill_leg`, nothing reaches the client before the first chunk: a
+        prefill that fails first answers with its own error instead."""
         started = time.perf_counter()
         self.metrics.requests.labels(backend.url, leg).inc()
         headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id}
+        response: web.StreamResponse | None = None
         try:
             async with backend.session.post(
                 backend.endpoint(request.path), data=body, headers=headers
             ) as upstream:
                 if upstream.status != 200:
                     raise self._upstream_error(backend, upstream.status, await upstream.read())
+                first = await _first_chunk(upstream, prefill_leg)
                 response = web.StreamResponse(
                     headers={
                         k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS
@@ -267,6 +377,7 @@ class Proxy:
                     | {REQUEST_ID_HEADER: request_id, SERVED_BY_HEADER: served_by}
                 )
                 await response.prepare(request)
+                await response.write(first)
                 try:
                     async for chunk in upstream.content.iter_any():
                         await response.write(chunk)
@@ -275,6 +386,13 @@ class Proxy:
                     self.metrics.upstream_errors.labels(backend.url, "cut").inc()
                     return response
                 await response.write_eof()
+        except TimeoutError as e:
+            error = self._timed_out(backend, leg)
+            if response is None:
+                raise error from e
+            # Mid-stream: the status is sent, so the error travels as the stream's last event.
+            await response.write(b"data: " + error.body + b"\n\n")
+            return response
         except aiohttp.ClientError as e:
             raise self._unreachable(backend, e) from e
         self.metrics.leg_seconds.labels(leg).observe(time.perf_counter() - started)
@@ -289,9 +407,25 @@ class Proxy:
             message = payload.decode(errors="replace")[:500]
             return UpstreamError(status, _error_body(f"{backend.url}: {message}", status))
 
+    def _timed_out(self, backend: Backend, leg: str) -> UpstreamError:
+        self.metrics.leg_timeouts.labels(backend.url, leg).inc()
+        message = f"{leg} leg at {backend.url} did not finish within {self.leg_timeout_s:g} s"
+        return UpstreamError(504, _error_body(message, 504))
+
     def _unreachable(self, backend: Backend, error: Exception) -> UpstreamError:
         self.metrics.upstream_errors.labels(backend.url, "unreachable").inc()
         return UpstreamError(502, _error_body(f"backend {backend.url} unreachable: {error}", 502))
+
+
+async def _first_chunk(upstream: aiohttp.ClientResponse, prefill_leg: asyncio.Task | None) -> bytes:
+    """The upstream's first bytes; raises the prefill leg's error if that leg fails first."""
+    read = asyncio.ensure_future(upstream.content.readany())
+    if prefill_leg is not None:
+        await asyncio.wait({read, prefill_leg}, return_when=asyncio.FIRST_COMPLETED)
+        if prefill_leg.done() and not read.done() and prefill_leg.exception() is not None:
+            read.cancel()
+            raise prefill_leg.exception()
+    return await read
 
 
 def _error_body(message: str, status: int) -> bytes:

@@ -133,6 +133,7 @@ ALTER TABLE server_metrics ADD COLUMN IF NOT EXISTS variant VARCHAR;
 -- How each handoff variant of the disaggregated arm moved the KV cache.
 CREATE TABLE IF NOT EXISTS handoff_variants (
     campaign_id                VARCHAR NOT NULL,
+    arm                        VARCHAR NOT NULL,   -- 'disaggregated': joins runs on (campaign_id, arm, variant)
     variant                    VARCHAR NOT NULL,
     kv_connector               VARCHAR NOT NULL,   -- NixlConnector (pull), NixlPushConnector (push)
     handoff                    VARCHAR NOT NULL,   -- 'sequential' or 'concurrent' (push only)
