@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from pdpipeline.loadgen.client import Client
+from pdpipeline.loadgen.client import Client, server_timing
 from pdpipeline.loadgen.stats import summarize
 from pdpipeline.loadgen.workload import RequestSpec
 from tests.conftest import free_port
@@ -40,3 +40,9 @@ async def test_a_request_that_never_finishes_fails_within_the_limit():
     assert not record.ok
     summary = summarize([record])
     assert not summary["valid"] and "no complete answer" in summary["first_error"]
+
+
+def test_server_timing_header_gives_seconds_per_metric():
+    header = "prefill;dur=12.5, handoff;desc=\"kv\";dur=3, cache;desc=hit, bad;dur=x"
+    assert server_timing(header) == {"prefill": 0.0125, "handoff": 0.003}
+    assert server_timing("") == {}

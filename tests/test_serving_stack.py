@@ -220,6 +220,12 @@ async def test_disaggregated_pair_moves_kv_over_nixl(variants_profile, source, t
     # Every prompt token the decode side used came over NIXL: none was recomputed.
     assert kv["kv_external_tokens"] == sum(r.prompt_tokens for r in result.records) == 8 * 300
     assert all(r.served_by.startswith("prefill=") for r in result.records)
+    # Per request, the proxy's view of the handoff: same prompt length, same blocks offered,
+    # and every offered block moved (the bytes split evenly over them).
+    blocks = {r.kv_blocks for r in result.records}
+    assert len(blocks) == 1 and blocks.pop() > 0
+    assert kv["kv_bytes"] % sum(r.kv_blocks for r in result.records) == 0
+    assert all(r.prefill_s > 0 and r.handoff_s >= 0 for r in result.records)
     assert not any(group_alive(pid) for pid in pids)
 
 

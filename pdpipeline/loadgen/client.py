@@ -10,7 +10,12 @@ from dataclasses import asdict, dataclass, field
 import aiohttp
 
 from pdpipeline.loadgen.workload import Api, RequestSpec
-from pdpipeline.serving.proxy import REQUEST_ID_HEADER, SERVED_BY_HEADER
+from pdpipeline.serving.proxy import (
+    KV_BLOCKS_HEADER,
+    REQUEST_ID_HEADER,
+    SERVED_BY_HEADER,
+    TIMING_HEADER,
+)
 
 PATHS: dict[Api, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -32,6 +37,10 @@ class RequestRecord:
     expected_output_tokens: int = 0
     status: int | None = None
     error: str | None = None
+    # Disaggregated handoff, from the proxy: prefill leg, prefill answer -> decode's first byte.
+    prefill_s: float | None = None
+    handoff_s: float | None = None
+    kv_blocks: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,6 +126,11 @@ class Client:
             async with self._session.post(self.url, data=body, headers=headers) as response:
                 record.status = response.status
                 record.served_by = response.headers.get(SERVED_BY_HEADER, "")
+                timings = server_timing(response.headers.get(TIMING_HEADER, ""))
+                record.prefill_s = timings.get("prefill")
+                record.handoff_s = timings.get("handoff")
+                if blocks := response.headers.get(KV_BLOCKS_HEADER):
+                    record.kv_blocks = int(blocks)
                 if response.status != 200:
                     record.error = f"HTTP {response.status}: {(await response.text())[:300]}"
                     return record
@@ -159,6 +173,21 @@ class Client:
         if not done:
             record.e2e_s = time.perf_counter() - start
             record.error = "stream ended without [DONE]"
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """Seconds per metric of a Server-Timing header ("name;dur=MS, ..."); unknown parts skipped."""
+    timings = {}
+    for metric in filter(None, (part.strip() for part in header.split(","))):
+        name, *params = (p.strip() for p in metric.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if key == "dur":
+                try:
+                    timings[name] = float(value) / 1000
+                except ValueError:
+                    pass
+    return timings
 
 
 def _is_token(choice: dict) -> bool:

@@ -40,6 +40,11 @@ from yarl import URL
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVED_BY_HEADER = "X-Served-By"
+# Per request of the disaggregated arm: the prefill leg's duration and the wait from the prefill's
+# answer to decode's first byte (KV transfer plus one decode step), in ms; and the KV blocks the
+# prefill offered.
+TIMING_HEADER = "Server-Timing"
+KV_BLOCKS_HEADER = "X-KV-Blocks"
 
 HANDOFFS = ("sequential", "concurrent")
 
@@ -103,6 +108,21 @@ class KvPeer:
             "remote_block_ids": None,
             "remote_request_id": None,
         }
+
+
+@dataclass(frozen=True)
+class PrefillAnswer:
+    kv_params: dict | None
+    seconds: float
+    finished_at: float  # perf_counter
+
+    @property
+    def kv_blocks(self) -> int | None:
+        """Blocks the prefill holds for decode (block ids come flat or one list per group)."""
+        ids = (self.kv_params or {}).get("remote_block_ids")
+        if ids is None:
+            return None
+        return sum(len(group) if isinstance(group, list | tuple) else 1 for group in ids)
 
 
 @dataclass
@@ -281,14 +301,16 @@ class Proxy:
         served_by = f"prefill={prefill.url};decode={decode.url}"
         if self.handoff == "concurrent":
             return await self._concurrent(request, body, request_id, prefill, decode, served_by)
-        kv_params = await self._prefill(prefill, request, body, request_id)
-        if kv_params is None:
+        answer = await self._prefill(prefill, request, body, request_id)
+        if answer.kv_params is None:
             self.metrics.kv_params_missing.inc()
             decode_body = body
         else:
-            decode_body = body | {"kv_transfer_params": kv_params}
+            decode_body = body | {"kv_transfer_params": answer.kv_params}
+        done: asyncio.Future[PrefillAnswer] = asyncio.get_running_loop().create_future()
+        done.set_result(answer)
         return await self._stream(
-            request, decode, json.dumps(decode_body).encode(), request_id, "decode", served_by
+            request, decode, json.dumps(decode_body).encode(), request_id, "decode", served_by, done
         )
 
     async def _concurrent(
@@ -317,12 +339,12 @@ class Proxy:
             if not prefill_leg.done():
                 prefill_leg.cancel()
             elif not prefill_leg.cancelled() and prefill_leg.exception() is None:
-                if prefill_leg.result() is None:
+                if prefill_leg.result().kv_params is None:
                     self.metrics.kv_params_missing.inc()
 
     async def _prefill(
         self, backend: Backend, request: web.Request, body: dict, request_id: str
-    ) -> dict | None:
+    ) -> PrefillAnswer:
         prefill_body = {k: v for k, v in body.items() if k != "stream_options"}
         prefill_body |= {"max_tokens": 1, "stream": False, "kv_transfer_params": PREFILL_KV_PARAMS}
         if "max_completion_tokens" in body:
@@ -342,8 +364,11 @@ class Proxy:
             raise self._timed_out(backend, "prefill") from e
         except aiohttp.ClientError as e:
             raise self._unreachable(backend, e) from e
-        self.metrics.leg_seconds.labels("prefill").observe(time.perf_counter() - started)
-        return json.loads(payload).get("kv_transfer_params")
+        finished = time.perf_counter()
+        self.metrics.leg_seconds.labels("prefill").observe(finished - started)
+        return PrefillAnswer(
+            json.loads(payload).get("kv_transfer_params"), finished - started, finished
+        )
 
     async def _stream(
         self,
@@ -353,12 +378,13 @@ class Proxy:
         request_id: str,
         leg: str,
         served_by: str,
-        prefill_leg: asyncio.Task | None = None,
+        prefill_leg: asyncio.Future[PrefillAnswer] | None = None,
     ) -> web.StreamResponse:
         """Send `body` to `backend` and pass its answer through to the client as it arrives.
 
-        With a concurrent `prefill_leg`, nothing reaches the client before the first chunk: a
-        prefill that fails first answers with its own error instead."""
+        After a `prefill_leg`, nothing reaches the client before the first chunk: a concurrent
+        prefill that fails first answers with its own error instead, and the handoff's timing
+        goes out in the headers."""
         started = time.perf_counter()
         self.metrics.requests.labels(backend.url, leg).inc()
         headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id}
@@ -375,6 +401,7 @@ class Proxy:
                         k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS
                     }
                     | {REQUEST_ID_HEADER: request_id, SERVED_BY_HEADER: served_by}
+                    | _handoff_headers(prefill_leg)
                 )
                 await response.prepare(request)
                 await response.write(first)
@@ -417,7 +444,22 @@ class Proxy:
         return UpstreamError(502, _error_body(f"backend {backend.url} unreachable: {error}", 502))
 
 
-async def _first_chunk(upstream: aiohttp.ClientResponse, prefill_leg: asyncio.Task | None) -> bytes:
+def _handoff_headers(prefill_leg: asyncio.Future[PrefillAnswer] | None) -> dict[str, str]:
+    if prefill_leg is None or not prefill_leg.done() or prefill_leg.exception() is not None:
+        return {}
+    answer = prefill_leg.result()
+    handoff_ms = (time.perf_counter() - answer.finished_at) * 1000
+    headers = {
+        TIMING_HEADER: f"prefill;dur={answer.seconds * 1000:.3f}, handoff;dur={handoff_ms:.3f}"
+    }
+    if answer.kv_blocks is not None:
+        headers[KV_BLOCKS_HEADER] = str(answer.kv_blocks)
+    return headers
+
+
+async def _first_chunk(
+    upstream: aiohttp.ClientResponse, prefill_leg: asyncio.Future[PrefillAnswer] | None
+) -> bytes:
     """The upstream's first bytes; raises the prefill leg's error if that leg fails first."""
     read = asyncio.ensure_future(upstream.content.readany())
     if prefill_leg is not None:

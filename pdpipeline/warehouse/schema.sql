@@ -116,6 +116,11 @@ CREATE TABLE IF NOT EXISTS requests (
     ok                      BOOLEAN NOT NULL
 );
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS variant VARCHAR;
+-- Disaggregated requests, from the proxy: the prefill leg, the wait from the prefill's answer to
+-- decode's first byte (KV transfer plus one decode step), and the KV blocks the prefill offered.
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS prefill_s DOUBLE;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS handoff_s DOUBLE;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS kv_blocks INTEGER;
 
 CREATE TABLE IF NOT EXISTS server_metrics (
     run_id       VARCHAR NOT NULL,
