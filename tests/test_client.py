@@ -43,6 +43,6 @@ async def test_a_request_that_never_finishes_fails_within_the_limit():
 
 
 def test_server_timing_header_gives_seconds_per_metric():
-    header = "prefill;dur=12.5, handoff;desc=\"kv\";dur=3, cache;desc=hit, bad;dur=x"
+    header = 'prefill;dur=12.5, handoff;desc="kv";dur=3, cache;desc=hit, bad;dur=x'
     assert server_timing(header) == {"prefill": 0.0125, "handoff": 0.003}
     assert server_timing("") == {}

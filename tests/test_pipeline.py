@@ -74,6 +74,10 @@ def campaign(tiny_model, tmp_path_factory):
         warmup_requests=2,
         repeats=2,
     )
+    data["arms"]["disaggregated"]["variants"] = [
+        {"name": "pull", "kv_connector": "NixlConnector"},
+        {"name": "push", "kv_connector": "NixlPushConnector"},
+    ]
     home = tmp / "dagster_home"  # a persistent instance: the UI test reads it
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(tempdir=str(home))
@@ -89,42 +93,71 @@ def campaign(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.vllm
-def test_campaign_writes_three_valid_arms(campaign):
+def test_campaign_writes_three_valid_arms_and_both_handoffs(campaign):
     result, warehouse, *_ = campaign
     assert warehouse.query("SELECT campaign_id FROM campaigns")["campaign_id"].to_list() == [
         result.id
     ]
-    runs = warehouse.query("SELECT arm, valid, requests FROM runs ORDER BY arm")
-    assert runs["arm"].to_list() == ["disaggregated"] * 2 + ["replicated"] * 2 + ["single"] * 2
+    runs = warehouse.query("SELECT arm, variant, valid FROM runs ORDER BY arm, variant")
+    assert list(runs.select("arm", "variant").iter_rows()) == [
+        ("disaggregated", "pull"),
+        ("disaggregated", "pull"),
+        ("disaggregated", "push"),
+        ("disaggregated", "push"),
+        ("replicated", None),
+        ("replicated", None),
+        ("single", None),
+        ("single", None),
+    ]
     assert runs["valid"].all()
-    assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 6 * 6
-    comparison = warehouse.query("SELECT arm, per_gpu_vs_replicated FROM comparison")
-    assert set(comparison["arm"]) == {"single", "replicated", "disaggregated"}
+    assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 8 * 6
+    comparison = warehouse.query("SELECT arm, variant FROM comparison ORDER BY arm, variant")
+    assert list(comparison.iter_rows()) == [
+        ("disaggregated", "pull"),
+        ("disaggregated", "push"),
+        ("replicated", None),
+        ("single", None),
+    ]
+    variants = warehouse.query(
+        "SELECT variant, kv_connector, handoff FROM handoff_variants ORDER BY variant"
+    )
+    assert list(variants.iter_rows()) == [
+        ("pull", "NixlConnector", "sequential"),
+        ("push", "NixlPushConnector", "concurrent"),
+    ]
     assert warehouse.query("SELECT count(*) AS n FROM hosts")["n"][0] == 1
     assert warehouse.query("SELECT count(*) AS n FROM kv_cache WHERE tokens = 256")["n"][0] > 0
 
 
 @pytest.mark.vllm
-def test_disaggregated_metrics_prove_the_kv_transfer(campaign):
+@pytest.mark.parametrize("variant", ["pull", "push"])
+def test_disaggregated_metrics_prove_the_kv_transfer(campaign, variant):
     _, warehouse, *_ = campaign
+    # Pull records NIXL bytes on the decode side, push on the prefill side: sum the pair.
     moved = warehouse.query(
         """
         SELECT sum(delta) FILTER (WHERE name = 'vllm:nixl_bytes_transferred_sum') AS bytes,
                sum(delta) FILTER (WHERE name = 'vllm:prompt_tokens_by_source_total'
-                                  AND labels->>'source' = 'external_kv_transfer') AS tokens
-        FROM server_metrics WHERE arm = 'disaggregated' AND server LIKE '%decode%'
-        """
+                                  AND labels->>'source' = 'external_kv_transfer'
+                                  AND server LIKE '%decode%') AS tokens
+        FROM server_metrics WHERE arm = 'disaggregated' AND variant = ?
+        """,
+        [variant],
     )
-    prompt_tokens = warehouse.query(
-        "SELECT sum(prompt_tokens) AS n FROM requests WHERE arm = 'disaggregated'"
-    )["n"][0]
+    requests = warehouse.query(
+        "SELECT sum(prompt_tokens) AS n, count(kv_blocks) AS with_blocks, count(*) AS total "
+        "FROM requests WHERE arm = 'disaggregated' AND variant = ?",
+        [variant],
+    )
     assert moved["bytes"][0] > 0
-    assert moved["tokens"][0] == prompt_tokens == 12 * 256
+    assert moved["tokens"][0] == requests["n"][0] == 12 * 256
+    assert requests["with_blocks"][0] == requests["total"][0] == 12
     kv = warehouse.query(
         "SELECT kv_bytes_per_transfer, kv_predicted_bytes FROM comparison "
-        "WHERE arm = 'disaggregated'"
+        "WHERE arm = 'disaggregated' AND variant = ?",
+        [variant],
     )
-    # vLLM moves whole 16-token blocks; 256 tokens fill 16 blocks exactly.
+    # vLLM moves whole blocks; 256 tokens fill them exactly.
     assert kv["kv_bytes_per_transfer"][0] == kv["kv_predicted_bytes"][0]
 
 
@@ -134,7 +167,7 @@ def test_rematerializing_an_arm_replaces_its_rows(campaign):
     before = warehouse.query("SELECT count(*) AS n FROM runs")["n"][0]
     run_campaign(profile_path, assets=["single_node_run"], **kwargs)
     assert warehouse.query("SELECT count(*) AS n FROM runs")["n"][0] == before
-    assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 6 * 6
+    assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 8 * 6
     duplicates = warehouse.query(
         "SELECT run_id, count(*) AS n FROM runs GROUP BY run_id HAVING n > 1"
     )
