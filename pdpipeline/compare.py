@@ -1,10 +1,13 @@
 """Comparison of arms per workload point: each against single and against replicated.
 
 Replicated is the fair baseline for disaggregation (the same number of GPUs); single shows what
-one instance does. Only valid runs count; repeats of a point are averaged and their spread kept.
+one instance does. Each handoff variant of the disaggregated arm is its own row, judged against
+the same baselines. Only valid runs count; repeats of a point are averaged and their spread kept.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -13,6 +16,50 @@ from pdpipeline.kvcache import KVLayout
 ARM_ORDER = {"single": 0, "replicated": 1, "disaggregated": 2}
 # A workload point: what every arm is measured at.
 POINT_KEYS = ["input_len", "output_len", "concurrency", "request_rate"]
+# One series of a campaign: an arm, and for the disaggregated arm its handoff variant.
+SERIES_KEYS = ["arm", "variant"]
+
+
+@dataclass(frozen=True)
+class KvLink:
+    """The link the KV cache crosses from prefill to decode, at its nominal rate."""
+
+    name: str  # e.g. "gpu-a NVLink", or two hosts joined by an en dash and " network"
+    gbyte_per_s: float  # bytes, not bits
+
+
+def arm_label(arm: str, variant: str | None) -> str:
+    """How a series is named in tables, figures and verdicts: 'disaggregated (push)'."""
+    return f"{arm} ({variant})" if variant else arm
+
+
+def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with a `variant` column; rows from before handoff variants get null (one)."""
+    if "variant" in frame.columns:
+        return frame.with_columns(pl.col("variant").cast(pl.Utf8))
+    return frame.with_columns(variant=pl.lit(None, dtype=pl.Utf8))
+
+
+def link_between(hosts: pl.DataFrame, prefill: list[str], decode: list[str]) -> KvLink | None:
+    """The link between the prefill and decode hosts, from hardware_check's `hosts` rows.
+
+    One CUDA host with NVLink: its NVLink. Several hosts: the slowest of their network links.
+    Anything else (CPU on one host, no NVLink, a rate not found) has no known link: None.
+    """
+    names = list(dict.fromkeys([*prefill, *decode]))
+    found = {r["host"]: r for r in hosts.iter_rows(named=True)}
+    if any(n not in found for n in names):
+        return None
+    if len(names) == 1:
+        host = found[names[0]]
+        nvlink = host.get("nvlink_gbit_per_s")
+        if host.get("device_kind") == "cuda" and nvlink:
+            return KvLink(f"{names[0]} NVLink", nvlink / 8)
+        return None
+    rates = [found[n].get("link_gbit_per_s") for n in names]
+    if not all(rates):
+        return None
+    return KvLink(f"{'–'.join(names)} network", min(rates) / 8)
 
 
 def fixed_length(text: str) -> int | None:
@@ -20,18 +67,22 @@ def fixed_length(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def compare(runs: pl.DataFrame, layout: KVLayout | None = None) -> pl.DataFrame:
-    """One row per (point, arm) with averaged figures and ratios to the baselines."""
+def compare(
+    runs: pl.DataFrame, layout: KVLayout | None = None, link: KvLink | None = None
+) -> pl.DataFrame:
+    """One row per (point, arm, variant) with averaged figures and ratios to the baselines."""
+    runs = with_variant(runs)
+    keys = [*POINT_KEYS, *SERIES_KEYS]
     valid = runs.filter(pl.col("valid"))
     per_arm = (
-        runs.group_by([*POINT_KEYS, "arm"])
+        runs.group_by(keys)
         .agg(
             pl.col("campaign_id").first(),
             pl.col("gpus").first(),
             pl.col("valid").sum().alias("valid_repeats"),
         )
         .join(
-            valid.group_by([*POINT_KEYS, "arm"]).agg(
+            valid.group_by(keys).agg(
                 pl.col("output_throughput").mean(),
                 pl.col("output_throughput_per_gpu").mean(),
                 pl.col("output_throughput_per_gpu").std().alias("output_throughput_per_gpu_std"),
@@ -42,7 +93,7 @@ def compare(runs: pl.DataFrame, layout: KVLayout | None = None) -> pl.DataFrame:
                 pl.col("tpot_p99_ms").mean(),
                 *_kv_figures(),
             ),
-            on=[*POINT_KEYS, "arm"],
+            on=keys,
             how="left",
             nulls_equal=True,
         )
@@ -70,13 +121,18 @@ def compare(runs: pl.DataFrame, layout: KVLayout | None = None) -> pl.DataFrame:
         )
         .alias("kv_predicted_bytes"),
     )
+    moved = pl.col("arm") == "disaggregated"
     per_arm = per_arm.with_columns(
-        pl.when(pl.col("arm") == "disaggregated")
-        .then(pl.col("kv_predicted_bytes"))
-        .alias("kv_predicted_bytes")
+        pl.when(moved).then(pl.col("kv_predicted_bytes")).alias("kv_predicted_bytes"),
+        pl.when(moved).then(pl.lit(link and link.name, dtype=pl.Utf8)).alias("kv_link"),
+        pl.when(moved)
+        .then(pl.lit(link and link.gbyte_per_s, dtype=pl.Float64))
+        .alias("kv_link_gbyte_per_s"),
+    ).with_columns(
+        (pl.col("kv_gbyte_per_s") / pl.col("kv_link_gbyte_per_s")).alias("kv_link_fraction")
     )
     return per_arm.drop(pl.selectors.starts_with("_")).sort(
-        [*POINT_KEYS, pl.col("arm").replace_strict(ARM_ORDER)], nulls_last=True
+        [*POINT_KEYS, pl.col("arm").replace_strict(ARM_ORDER), "variant"], nulls_last=True
     )
 
 
@@ -111,8 +167,13 @@ def _load(row: dict) -> str:
     )
 
 
+def _label(row: dict) -> str:
+    return arm_label(row["arm"], row["variant"])
+
+
 def markdown(comparison: pl.DataFrame) -> str:
     """The comparison as markdown tables: throughput and latency per point, then KV transfer."""
+    comparison = with_current_columns(comparison)
     lines = [
         "| input | output | load | arm | GPUs | valid | out tok/s | per GPU (±sd) "
         "| vs single | vs replicated | TTFT p50/p99 ms | TPOT p50/p99 ms | goodput req/s |",
@@ -121,7 +182,7 @@ def markdown(comparison: pl.DataFrame) -> str:
     for r in comparison.iter_rows(named=True):
         load = _load(r)
         lines.append(
-            f"| {r['input_len']} | {r['output_len']} | {load} | {r['arm']} | {r['gpus']} "
+            f"| {r['input_len']} | {r['output_len']} | {load} | {_label(r)} | {r['gpus']} "
             f"| {r['valid_repeats']} | {_fmt(r['output_throughput'])} "
             f"| {_fmt(r['output_throughput_per_gpu'])} ±{_fmt(r['output_throughput_per_gpu_std'])} "
             f"| {_fmt(r['per_gpu_vs_single'], '{:.2f}x')} "
@@ -134,16 +195,28 @@ def markdown(comparison: pl.DataFrame) -> str:
     if kv.height:
         lines += [
             "",
-            "| input | load | KV bytes/transfer (predicted) | ms/transfer | GB/s |",
-            "|---|---|---|---|---|",
+            "| input | load | arm | KV bytes/transfer (predicted) | ms/transfer | GB/s "
+            "| link | of link |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in kv.iter_rows(named=True):
             load = _load(r)
             ms = r["kv_seconds_per_transfer"] and r["kv_seconds_per_transfer"] * 1000
+            link = r["kv_link"] and f"{r['kv_link']}, {r['kv_link_gbyte_per_s']:.1f} GB/s"
             lines.append(
-                f"| {r['input_len']} | {load} | {_fmt(r['kv_bytes_per_transfer'], '{:,.0f}')} "
+                f"| {r['input_len']} | {load} | {_label(r)} "
+                f"| {_fmt(r['kv_bytes_per_transfer'], '{:,.0f}')} "
                 f"({_fmt(r['kv_predicted_bytes'], '{:,.0f}')}) "
                 f"| {_fmt(ms, '{:.2f}')} "
-                f"| {_fmt(r['kv_gbyte_per_s'], '{:.3f}')} |"
+                f"| {_fmt(r['kv_gbyte_per_s'], '{:.3f}')} "
+                f"| {link or '–'} | {_fmt(r['kv_link_fraction'], '{:.2%}')} |"
             )
     return "\n".join(lines)
+
+
+def with_current_columns(comparison: pl.DataFrame) -> pl.DataFrame:
+    """A comparison from older results, with the columns added since (variant, KV link) null."""
+    added = {"kv_link": pl.Utf8, "kv_link_gbyte_per_s": pl.Float64, "kv_link_fraction": pl.Float64}
+    return with_variant(comparison).with_columns(
+        pl.lit(None, dtype=t).alias(c) for c, t in added.items() if c not in comparison.columns
+    )

@@ -10,11 +10,13 @@ import polars as pl
 import pytest
 import yaml
 
+from pdpipeline.compare import compare, link_between
 from pdpipeline.report.build import build
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
 from tests.browser import SCREENSHOTS, browser_page, expect
+from tests.test_compare import PULL, two_variant_campaign
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "h100x2-2026-11-27"
 CAMPAIGN = "h100x2-20261127T034529Z"
@@ -58,11 +60,15 @@ def test_figures_are_real_images(report):
         "kv_transfer",
     }
     for path in report.figures.values():
-        pixels = mpimg.imread(path)
-        height, width = pixels.shape[:2]
-        assert width >= 600 and height >= 300, path.name
-        # Not blank: a plot has many distinct colours, a blank canvas one.
-        assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 50, path.name
+        _assert_real_image(path)
+
+
+def _assert_real_image(path: Path) -> None:
+    pixels = mpimg.imread(path)
+    height, width = pixels.shape[:2]
+    assert width >= 600 and height >= 300, path.name
+    # Not blank: a plot has many distinct colours, a blank canvas one.
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 50, path.name
 
 
 def test_verdict_judges_disaggregation_against_replication(warehouse):
@@ -146,3 +152,67 @@ def test_a_campaign_without_comparison_is_compared_from_its_runs(warehouse, tmp_
     report = build(warehouse, fresh, tmp_path)
     assert "throughput_per_gpu" in report.figures
     assert "| 512 | 128 | c=32 | disaggregated |" in report.summary_md
+
+
+@pytest.fixture(scope="module")
+def variant_report(tmp_path_factory):
+    """The report of one campaign with two handoff variants (see tests/test_compare.py), its
+    comparison written as comparison_report writes it: with the link hardware_check found."""
+    store = Warehouse(tmp_path_factory.mktemp("variants") / "w.duckdb")
+    tables = two_variant_campaign()
+    link = link_between(tables["hosts"], ["h100"], ["h100"])
+    tables["comparison"] = compare(tables["runs"], link=link)
+    store.replace(tables, where={"campaign_id": PULL})
+    return build(store, PULL, tmp_path_factory.mktemp("variant-report")), store
+
+
+def test_variants_are_series_of_their_own_in_the_report(variant_report):
+    report, store = variant_report
+    assert set(report.figures) >= {"throughput_per_gpu", "latency_cdf", "kv_transfer"}
+    for path in report.figures.values():
+        _assert_real_image(path)
+    stored = store.query(
+        "SELECT arm, variant, kv_link, kv_link_fraction FROM comparison "
+        "WHERE campaign_id = ? AND concurrency = 8 AND input_len = '512'",
+        [PULL],
+    )
+    assert stored.sort("arm", "variant", nulls_last=True).select("arm", "variant").rows() == [
+        ("disaggregated", "pull"),
+        ("disaggregated", "push"),
+        ("replicated", None),
+        ("single", None),
+    ]
+    assert stored.drop_nulls("kv_link")["kv_link"].to_list() == ["h100 NVLink"] * 2
+    summary = report.summary_md
+    assert "disaggregated (pull) beat replication at" in summary
+    assert "disaggregated (push) beat replication at" in summary
+    assert "| 512 | 128 | c=8 | disaggregated (push) | 2 |" in summary
+    assert "KV link between prefill and decode: h100 NVLink, 478.1 GB/s nominal" in summary
+    html = report.html_path.read_text()
+    assert html.count("<td>disaggregated (push)</td>") == 6
+    assert html.count("<td>disaggregated (pull)</td>") == 6
+    assert html.count("<td>h100 NVLink</td>") == 12
+
+
+def test_a_regression_names_its_variant(variant_report):
+    _, store = variant_report
+    later = f"{PULL}-later"
+    comparison = store.query("SELECT * FROM comparison WHERE campaign_id = ?", [PULL])
+    slower = (pl.col("variant") == "push") & (pl.col("concurrency") == 32)
+    comparison = comparison.with_columns(
+        campaign_id=pl.lit(later),
+        output_throughput_per_gpu=pl.when(slower)
+        .then(pl.col("output_throughput_per_gpu") * 0.8)
+        .otherwise(pl.col("output_throughput_per_gpu")),
+    )
+    campaigns = store.query("SELECT * FROM campaigns WHERE campaign_id = ?", [PULL]).with_columns(
+        campaign_id=pl.lit(later), started_at=pl.col("started_at") + pl.duration(days=1)
+    )
+    store.replace({"campaigns": campaigns, "comparison": comparison}, where={"campaign_id": later})
+    found = regressions(store, later, 0.10)
+    # Push against push only: pull and the baselines (variant null on both sides) did not move.
+    assert sorted(found.select("arm", "variant", "input_len", "metric").rows()) == [
+        ("disaggregated", "push", "2048", "output_throughput_per_gpu"),
+        ("disaggregated", "push", "512", "output_throughput_per_gpu"),
+    ]
+    assert found["change"].to_list() == pytest.approx([-0.2, -0.2])

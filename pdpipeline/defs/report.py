@@ -5,7 +5,7 @@ import base64
 import dagster as dg
 
 from pdpipeline.campaign import Campaign
-from pdpipeline.compare import compare
+from pdpipeline.compare import KvLink, arm_label, compare, link_between
 from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.kvcache import KVLayout
@@ -43,7 +43,8 @@ def comparison_report(
 ) -> dg.MaterializeResult:
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [hardware_check.id])
-    table = compare(runs, kv_cache_analysis)
+    link = _kv_link(warehouse, hardware_check)
+    table = compare(runs, kv_cache_analysis, link)
     warehouse.store.replace({"comparison": table}, where={"campaign_id": hardware_check.id})
     regressed = regressions(warehouse.store, hardware_check.id, config.regression_threshold)
     report = build(
@@ -63,6 +64,7 @@ def comparison_report(
             "report": dg.MetadataValue.path(str(report.html_path.resolve())),
             "runs": runs.height,
             "invalid_runs": invalid.height,
+            "kv_link": f"{link.name}, {link.gbyte_per_s:.1f} GB/s" if link else "unknown",
         },
         check_results=[
             dg.AssetCheckResult(
@@ -79,12 +81,22 @@ def comparison_report(
     )
 
 
+def _kv_link(warehouse: WarehouseResource, campaign: Campaign) -> KvLink | None:
+    """The link between the disaggregated arm's prefill and decode hosts, as hardware_check
+    found it; None without that arm or a known rate."""
+    arm = campaign.profile.arms.disaggregated
+    if arm is None:
+        return None
+    hosts = warehouse.store.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign.id])
+    return link_between(hosts, [p.host for p in arm.prefill], [p.host for p in arm.decode])
+
+
 def _regression_text(regressed, threshold: float) -> str:
     if regressed.height == 0:
         return f"no change beyond {threshold:.0%} against the previous campaign (if any)"
     first = regressed.row(0, named=True)
     return (
         f"{regressed.height} regression(s) beyond {threshold:.0%} against {first['previous']}, "
-        f"e.g. {first['arm']} {first['metric']} {first['change']:+.0%} at "
-        f"{first['input_len']}/{first['output_len']}"
+        f"e.g. {arm_label(first['arm'], first['variant'])} {first['metric']} "
+        f"{first['change']:+.0%} at {first['input_len']}/{first['output_len']}"
     )

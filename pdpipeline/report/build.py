@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pdpipeline.compare import compare, markdown
+from pdpipeline.compare import arm_label, compare, markdown, with_current_columns
 from pdpipeline.report import plots
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
@@ -34,8 +34,8 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     }
     frames["requests"] = warehouse.query(
         """
-        SELECT q.arm, q.ok, q.ttft_s, q.tpot_s, r.input_len, r.output_len, r.concurrency,
-               r.request_rate
+        SELECT q.arm, r.variant, q.ok, q.ttft_s, q.tpot_s, r.input_len, r.output_len,
+               r.concurrency, r.request_rate
         FROM requests q JOIN runs r USING (run_id)
         WHERE q.campaign_id = ? AND r.valid
         """,
@@ -44,8 +44,8 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     profile = frames["campaigns"]["profile_name"][0]
     frames["trend"] = warehouse.query(
         """
-        SELECT k.campaign_id, k.started_at, r.arm, max(r.output_throughput_per_gpu)
-               AS output_throughput_per_gpu
+        SELECT k.campaign_id, k.started_at, r.arm, r.variant,
+               max(r.output_throughput_per_gpu) AS output_throughput_per_gpu
         FROM runs r JOIN campaigns k USING (campaign_id)
         WHERE k.profile_name = ? AND r.valid GROUP BY ALL ORDER BY k.started_at
         """,
@@ -65,7 +65,9 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     f = load(warehouse, campaign_id)
     # A campaign whose comparison_report has not run yet is compared here from its runs.
-    comparison = f["comparison"] if f["comparison"].height else compare(f["runs"])
+    comparison = with_current_columns(
+        f["comparison"] if f["comparison"].height else compare(f["runs"])
+    )
     f["comparison"] = comparison
     runs = f["runs"]
     slo = f"TTFT <= {runs['slo_ttft_ms'][0]:.0f} ms, TPOT <= {runs['slo_tpot_ms'][0]:.0f} ms"
@@ -86,8 +88,11 @@ def build(
     if f["trend"]["campaign_id"].n_unique() > 1:
         regressed = regressions(warehouse, campaign_id, regression_threshold)
         marked = f["trend"].join(
-            regressed.select("arm").unique().with_columns(campaign_id=pl.lit(campaign_id)),
-            on=["campaign_id", "arm"],
+            regressed.select("arm", "variant")
+            .unique()
+            .with_columns(campaign_id=pl.lit(campaign_id)),
+            on=["campaign_id", "arm", "variant"],
+            nulls_equal=True,
         )
         figures["history"] = plots.history(f["trend"], out / "history.png", marked)
     points = verdicts(comparison)
@@ -98,6 +103,7 @@ def build(
             f"**{headline(points)}**",
             "",
             *(f"- {p.sentence()}" for p in points),
+            *_link_lines(comparison),
             "",
             markdown(comparison),
         ]
@@ -105,6 +111,25 @@ def build(
     html_path = out / "report.html"
     html_path.write_text(_html(campaign_id, f, figures, points, summary))
     return Report(campaign_id, out, figures, html_path, summary)
+
+
+def _link_lines(comparison: pl.DataFrame) -> list[str]:
+    """A line on the link the KV cache crossed, where hardware_check found its rate."""
+    known = comparison.drop_nulls("kv_link_gbyte_per_s")
+    if not known.height:
+        return []
+    link = known.row(0, named=True)
+    achieved = known["kv_link_fraction"].drop_nulls()
+    share = (
+        f"; the KV transfers achieved {achieved.min():.1%} to {achieved.max():.1%} of it"
+        if achieved.len()
+        else ""
+    )
+    return [
+        "",
+        f"KV link between prefill and decode: {link['kv_link']}, "
+        f"{link['kv_link_gbyte_per_s']:.1f} GB/s nominal{share}.",
+    ]
 
 
 def _image(path: Path) -> str:
@@ -119,6 +144,18 @@ def _table(frame: pl.DataFrame, columns: list[str], table_id: str) -> str:
         for row in frame.iter_rows(named=True)
     )
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _shown(comparison: pl.DataFrame) -> pl.DataFrame:
+    """The comparison as the page shows it: arm and variant in one label, link share in %."""
+    return comparison.with_columns(
+        arm=pl.struct("arm", "variant").map_elements(
+            lambda r: arm_label(r["arm"], r["variant"]), return_dtype=pl.Utf8
+        ),
+        of_link=pl.col("kv_link_fraction").map_elements(
+            lambda f: f"{f:.2%}", return_dtype=pl.Utf8, skip_nulls=True
+        ),
+    )
 
 
 def _cell(value) -> str:
@@ -152,6 +189,8 @@ def _html(campaign_id, f, figures, points, summary) -> str:
         "kv_bytes_per_transfer",
         "kv_seconds_per_transfer",
         "kv_gbyte_per_s",
+        "kv_link",
+        "of_link",
     ]
     host_columns = [
         "host",
@@ -161,6 +200,7 @@ def _html(campaign_id, f, figures, points, summary) -> str:
         "gpu_count",
         "gpus",
         "link_gbit_per_s",
+        "nvlink_gbit_per_s",
         "versions",
     ]
     verdict_items = "".join(f"<li>{html.escape(p.sentence())}</li>" for p in points)
@@ -183,7 +223,7 @@ git {html.escape(str(campaign.get("git_sha")))}.</p>
 <p class="headline" id="headline">{html.escape(headline(points))}</p>
 <ul id="verdict">{verdict_items}</ul>
 <h2>Comparison</h2>
-{_table(f["comparison"], comparison_columns, "comparison")}
+{_table(_shown(f["comparison"]), comparison_columns, "comparison")}
 <h2>Figures</h2>
 {images}
 <h2>Hosts</h2>

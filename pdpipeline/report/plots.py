@@ -7,12 +7,52 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
-ARMS = ("single", "replicated", "disaggregated")
+from pdpipeline.compare import ARM_ORDER, SERIES_KEYS, arm_label, with_variant
+
 COLORS = {"single": "#4C72B0", "replicated": "#55A868", "disaggregated": "#C44E52"}
+# The variants of one arm: shades of its colour, each with its own marker and line style.
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LINES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))
+
+Series = tuple[str, str | None]  # (arm, variant)
+
+
+def _shade(color: str, index: int) -> tuple[float, float, float]:
+    """The arm's colour for its first variant; alternately darker and lighter for the next."""
+    rgb = np.array(mcolors.to_rgb(color))
+    if index == 0:
+        return tuple(rgb)
+    toward = np.zeros(3) if index % 2 else np.ones(3)
+    return tuple(rgb + (toward - rgb) * min(0.3 * ((index + 1) // 2), 0.8))
+
+
+def _looks(frame: pl.DataFrame) -> dict[Series, dict]:
+    """Colour, marker and label of each (arm, variant) in the frame, in arm then variant order."""
+    pairs = sorted(
+        with_variant(frame).select(SERIES_KEYS).unique().rows(),
+        key=lambda s: (ARM_ORDER[s[0]], s[1] or ""),
+    )
+    looks = {}
+    for arm, variant in pairs:
+        index = sum(a == arm for a, _ in looks)
+        looks[(arm, variant)] = {
+            "color": _shade(COLORS[arm], index),
+            "marker": MARKERS[index % len(MARKERS)],
+            "linestyle": LINES[index % len(LINES)],
+            "label": arm_label(arm, variant),
+        }
+    return looks
+
+
+def _of(series: Series) -> pl.Expr:
+    """Rows of one series; a null variant matches null (a campaign without variants)."""
+    arm, variant = series
+    return (pl.col("arm") == arm) & pl.col("variant").eq_missing(pl.lit(variant, dtype=pl.Utf8))
 
 
 def _shapes(frame: pl.DataFrame) -> list[tuple[str, str]]:
@@ -64,50 +104,49 @@ def _save(fig, path: Path) -> Path:
 
 
 def throughput(comparison: pl.DataFrame, path: Path, per_gpu: bool) -> Path:
-    """Output tokens/s against load, one line per arm, error bars = spread over repeats."""
+    """Output tokens/s against load, one line per arm and variant, error bars = spread."""
     column = "output_throughput_per_gpu" if per_gpu else "output_throughput"
+    comparison = with_variant(comparison)
     key, label = _load_axis(comparison)
+    looks = _looks(comparison)
     shapes = _per_shape(comparison, key)
     fig, axes = _grid(len(shapes), "Output tokens/s per GPU" if per_gpu else "Output tokens/s")
     for ax, (n_in, n_out, shape) in zip(axes, shapes, strict=True):
-        for arm in ARMS:
-            rows = shape.filter(pl.col("arm") == arm).sort(key)
+        for series, look in looks.items():
+            rows = shape.filter(_of(series)).sort(key)
             if rows.height:
                 errors = rows["output_throughput_per_gpu_std"].fill_null(0) if per_gpu else None
-                ax.errorbar(
-                    rows[key],
-                    rows[column],
-                    yerr=errors,
-                    marker="o",
-                    capsize=3,
-                    color=COLORS[arm],
-                    label=arm,
-                )
+                ax.errorbar(rows[key], rows[column], yerr=errors, capsize=3, **look)
         _style(ax, f"prompt {n_in} / output {n_out}", label, "tokens/s")
     return _save(fig, path)
 
 
 def latency(comparison: pl.DataFrame, path: Path) -> Path:
-    """TTFT and TPOT p50 (solid) and p99 (dashed) against load, per arm."""
+    """TTFT and TPOT p50 (solid) and p99 (dashed) against load, per arm and variant."""
+    comparison = with_variant(comparison)
     key, label = _load_axis(comparison)
+    looks = _looks(comparison)
     shapes = _per_shape(comparison, key)
     fig, axes = plt.subplots(2, len(shapes), figsize=(5.2 * len(shapes), 7.5), squeeze=False)
     fig.suptitle("Latency: p50 solid, p99 dashed")
     for col, (n_in, n_out, shape) in enumerate(shapes):
         for row, metric in enumerate(("ttft", "tpot")):
             ax = axes[row][col]
-            for arm in ARMS:
-                rows = shape.filter(pl.col("arm") == arm).sort(key)
+            for series, look in looks.items():
+                rows = shape.filter(_of(series)).sort(key)
                 if rows.height:
-                    ax.plot(rows[key], rows[f"{metric}_p50_ms"], "-o", color=COLORS[arm], label=arm)
-                    ax.plot(rows[key], rows[f"{metric}_p99_ms"], "--", color=COLORS[arm])
+                    # Here line style tells p50 from p99; shade and marker tell the variant.
+                    ax.plot(rows[key], rows[f"{metric}_p50_ms"], **{**look, "linestyle": "-"})
+                    ax.plot(rows[key], rows[f"{metric}_p99_ms"], "--", color=look["color"])
             _style(ax, f"{metric.upper()}, prompt {n_in} / output {n_out}", label, "ms")
     return _save(fig, path)
 
 
 def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
-    """CDFs of TTFT and TPOT per arm at each shape's highest load."""
+    """CDFs of TTFT and TPOT per arm and variant at each shape's highest load."""
+    requests = with_variant(requests)
     key, _ = _load_axis(requests)
+    looks = _looks(requests)
     shapes = _per_shape(requests.filter(pl.col("ok")), key)
     fig, axes = plt.subplots(2, len(shapes), figsize=(5.2 * len(shapes), 7.5), squeeze=False)
     fig.suptitle("Latency distributions at the highest load")
@@ -116,14 +155,15 @@ def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
         shape = shape.filter(pl.col(key) == top)
         for row, metric in enumerate(("ttft_s", "tpot_s")):
             ax = axes[row][col]
-            for arm in ARMS:
-                values = np.sort(shape.filter(pl.col("arm") == arm)[metric].drop_nulls()) * 1000
+            for series, look in looks.items():
+                values = np.sort(shape.filter(_of(series))[metric].drop_nulls()) * 1000
                 if len(values):
                     ax.plot(
                         values,
                         np.arange(1, len(values) + 1) / len(values),
-                        color=COLORS[arm],
-                        label=arm,
+                        color=look["color"],
+                        linestyle=look["linestyle"],
+                        label=look["label"],
                     )
             title = f"{metric[:4].upper()} CDF, {n_in}/{n_out} at {key} {top}"
             _style(ax, title, "ms", "fraction of requests", log_x=False)
@@ -132,65 +172,81 @@ def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
 
 def goodput(comparison: pl.DataFrame, path: Path, slo: str) -> Path:
     """Requests/s meeting every SLO, against load."""
+    comparison = with_variant(comparison)
     key, label = _load_axis(comparison)
+    looks = _looks(comparison)
     shapes = _per_shape(comparison, key)
     fig, axes = _grid(len(shapes), f"Goodput ({slo})")
     for ax, (n_in, n_out, shape) in zip(axes, shapes, strict=True):
-        for arm in ARMS:
-            rows = shape.filter(pl.col("arm") == arm).sort(key)
+        for series, look in looks.items():
+            rows = shape.filter(_of(series)).sort(key)
             if rows.height:
-                ax.plot(rows[key], rows["goodput"], "-o", color=COLORS[arm], label=arm)
+                ax.plot(rows[key], rows["goodput"], **look)
         _style(ax, f"prompt {n_in} / output {n_out}", label, "requests/s in SLO")
     return _save(fig, path)
 
 
 def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) -> Path:
-    """Measured time per KV transfer by prompt length, against predictions over links."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    measured = comparison.filter(pl.col("kv_seconds_per_transfer").is_not_null())
+    """Per KV transfer, by prompt length and variant: time against predictions over links, and
+    achieved GB/s against the nominal rate of the link between prefill and decode."""
+    fig, (time_ax, rate_ax) = plt.subplots(1, 2, figsize=(13.0, 4.8))
+    measured = with_variant(comparison).filter(
+        pl.col("kv_seconds_per_transfer").is_not_null()
+        & pl.col("input_len").str.contains(r"^\d+$")  # a range has no one x position
+    )
     key, _ = _load_axis(measured) if measured.height else ("concurrency", "")
-    for load, rows in measured.group_by(key, maintain_order=True):
+    measured = measured.drop_nulls(key)
+    variants = sorted(measured["variant"].unique().to_list(), key=lambda v: v or "")
+    loads = sorted(measured[key].unique().to_list())
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (variant, load), rows in measured.group_by("variant", key, maintain_order=True):
         rows = rows.with_columns(pl.col("input_len").cast(pl.Int64)).sort("input_len")
-        ax.plot(
-            rows["input_len"],
-            rows["kv_seconds_per_transfer"] * 1000,
-            "o-",
-            label=f"measured, {key} {load[0]}",
-        )
+        index = variants.index(variant)
+        look = {
+            "color": colors[loads.index(load) % len(colors)],
+            "marker": MARKERS[index % len(MARKERS)],
+            "linestyle": LINES[index % len(LINES)],
+            "label": f"{variant or 'measured'}, {key} {load}",
+        }
+        time_ax.plot(rows["input_len"], rows["kv_seconds_per_transfer"] * 1000, **look)
+        rate_ax.plot(rows["input_len"], rows["kv_gbyte_per_s"], **look)
     for link, rows in kv_cache.group_by("link", maintain_order=True):
         rows = rows.sort("tokens")
-        ax.plot(
+        time_ax.plot(
             rows["tokens"],
             rows["predicted_seconds"] * 1000,
             ":",
             alpha=0.7,
             label=f"predicted, {link[0]}",
         )
-    ax.set(
-        title="KV transfer per request: measured vs predicted",
-        xlabel="prompt tokens",
-        ylabel="ms per transfer",
-    )
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if "kv_link_gbyte_per_s" in measured.columns:
+        links = measured.drop_nulls("kv_link_gbyte_per_s")
+        if links.height:
+            rate_ax.axhline(
+                links["kv_link_gbyte_per_s"][0],
+                color="black",
+                linestyle=":",
+                label=f"{links['kv_link'][0]} nominal",
+            )
+    time_ax.set(title="Time per KV transfer: measured vs predicted", ylabel="ms per transfer")
+    rate_ax.set(title="Achieved KV bandwidth against the link", ylabel="GB/s")
+    for ax in (time_ax, rate_ax):
+        ax.set(xlabel="prompt tokens")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
 def history(trend: pl.DataFrame, path: Path, regressions: pl.DataFrame | None = None) -> Path:
-    """Each arm's best per-GPU throughput per campaign over time; regressions marked."""
+    """Each series' best per-GPU throughput per campaign over time; regressions marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
-    for arm in ARMS:
-        rows = trend.filter(pl.col("arm") == arm).sort("started_at")
+    trend = with_variant(trend)
+    for series, look in _looks(trend).items():
+        rows = trend.filter(_of(series)).sort("started_at")
         if rows.height:
-            ax.plot(
-                rows["started_at"],
-                rows["output_throughput_per_gpu"],
-                "-o",
-                color=COLORS[arm],
-                label=arm,
-            )
+            ax.plot(rows["started_at"], rows["output_throughput_per_gpu"], **look)
     if regressions is not None and regressions.height:
         ax.scatter(
             regressions["started_at"],

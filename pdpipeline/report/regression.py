@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pdpipeline.compare import POINT_KEYS
+from pdpipeline.compare import POINT_KEYS, SERIES_KEYS
 from pdpipeline.warehouse.store import Warehouse
 
 
@@ -24,17 +24,20 @@ def previous_campaign(warehouse: Warehouse, campaign_id: str) -> str | None:
 
 
 def regressions(warehouse: Warehouse, campaign_id: str, threshold: float) -> pl.DataFrame:
-    """Points and arms whose per-GPU throughput fell, or TTFT p50 rose, by more than
-    `threshold` (a fraction) since the previous campaign; empty when there is none."""
+    """Points and series (arm, variant) whose per-GPU throughput fell, or TTFT p50 rose, by more
+    than `threshold` (a fraction) since the previous campaign; empty when there is none.
+
+    A variant is compared only with the same variant; campaigns from before variants have none.
+    """
     previous = previous_campaign(warehouse, campaign_id)
-    columns = ["campaign_id", "arm", *POINT_KEYS, "output_throughput_per_gpu", "ttft_p50_ms"]
+    columns = ["campaign_id", *SERIES_KEYS, *POINT_KEYS, "output_throughput_per_gpu", "ttft_p50_ms"]
     if previous is None:
-        return pl.DataFrame(schema={c: pl.Utf8 for c in ("arm", "metric")})
+        return pl.DataFrame(schema={c: pl.Utf8 for c in ("arm", "variant", "metric")})
     query = (
         f"SELECT {', '.join(columns)} FROM comparison WHERE campaign_id = ? AND valid_repeats > 0"
     )
     now, before = (warehouse.query(query, [c]) for c in (campaign_id, previous))
-    joined = now.join(before, on=["arm", *POINT_KEYS], suffix="_before", nulls_equal=True)
+    joined = now.join(before, on=[*SERIES_KEYS, *POINT_KEYS], suffix="_before", nulls_equal=True)
     throughput = joined.with_columns(
         metric=pl.lit("output_throughput_per_gpu"),
         change=pl.col("output_throughput_per_gpu") / pl.col("output_throughput_per_gpu_before") - 1,
@@ -44,5 +47,9 @@ def regressions(warehouse: Warehouse, campaign_id: str, threshold: float) -> pl.
         change=pl.col("ttft_p50_ms") / pl.col("ttft_p50_ms_before") - 1,
     ).filter(pl.col("change") > threshold)
     return pl.concat([throughput, latency]).select(
-        "arm", *POINT_KEYS, "metric", "change", pl.col("campaign_id_before").alias("previous")
+        *SERIES_KEYS,
+        *POINT_KEYS,
+        "metric",
+        "change",
+        pl.col("campaign_id_before").alias("previous"),
     )

@@ -1,0 +1,257 @@
+"""The comparison with handoff variants, from real published rows.
+
+The push-vs-pull results hold two one-arm campaigns on two H200s: pull's disaggregated runs and
+push's. They become one campaign with two variants, as a campaign with variants now records it.
+Those campaigns ran no single or replicated arm, so the baselines are the H100 campaign's runs
+at the same points (same software and workload). Mixing GPUs makes the ratios meaningless as a
+finding; they test that each variant is set against the same baseline rows, not which one wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pdpipeline.compare import KvLink, arm_label, compare, link_between, markdown
+from pdpipeline.report.verdict import headline, verdicts
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+PUSH_VS_PULL = RESULTS / "h200x2-push-vs-pull-2026-11-27"
+BASELINES = RESULTS / "h100x2-2026-11-27"
+PULL = "h100x2-20261127T045814Z"
+PUSH = "h100x2-push-20261127T045356Z"
+H100 = "h100x2-20261127T034529Z"
+SERIES = [
+    ("single", None),
+    ("replicated", None),
+    ("disaggregated", "pull"),
+    ("disaggregated", "push"),
+]
+
+
+def _read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, try_parse_dates=True)
+
+
+def _relabel(frame: pl.DataFrame, old: str, new: str, variant: str | None) -> pl.DataFrame:
+    """Rows of campaign `old` as rows of campaign `new`; a variant's run ids get its name."""
+    run_id = pl.col("run_id").str.replace(old, new, literal=True)
+    if variant is not None:
+        run_id = run_id.str.replace("/disaggregated/", f"/disaggregated/{variant}/", literal=True)
+    columns = [run_id, pl.lit(new).alias("campaign_id")]
+    if "arm" in frame.columns and "point" in frame.columns:  # runs: the variant column too
+        columns.append(pl.lit(variant, dtype=pl.Utf8).alias("variant"))
+    if "input_len" in frame.columns:
+        columns.append(pl.col("input_len", "output_len").cast(pl.Utf8))
+    if "request_rate" in frame.columns:
+        columns.append(pl.col("request_rate").cast(pl.Float64))
+    return frame.with_columns(columns)
+
+
+def two_variant_campaign() -> dict[str, pl.DataFrame]:
+    """Runs, requests, hosts, kv_cache and campaigns of campaign PULL with variants pull and
+    push, and single and replicated baselines."""
+    baseline_runs = _read(BASELINES / "runs.csv").filter(pl.col("arm") != "disaggregated")
+    baseline_requests = pl.read_parquet(BASELINES / "requests.parquet").filter(
+        pl.col("arm") != "disaggregated"
+    )
+    runs = pl.concat(
+        [
+            _relabel(baseline_runs, H100, PULL, None),
+            _relabel(_read(PUSH_VS_PULL / "pull" / "runs.csv"), PULL, PULL, "pull"),
+            _relabel(_read(PUSH_VS_PULL / "push" / "runs.csv"), PUSH, PULL, "push"),
+        ],
+        how="diagonal_relaxed",
+    )
+    requests = pl.concat(
+        [
+            _relabel(baseline_requests, H100, PULL, None),
+            _relabel(
+                pl.read_parquet(PUSH_VS_PULL / "pull" / "requests.parquet"), PULL, PULL, "pull"
+            ),
+            _relabel(
+                pl.read_parquet(PUSH_VS_PULL / "push" / "requests.parquet"), PUSH, PULL, "push"
+            ),
+        ],
+        how="diagonal_relaxed",
+    )
+    pull = PUSH_VS_PULL / "pull"
+    kv_cache = _read(pull / "kv_cache.csv")
+    return {
+        "campaigns": _read(pull / "campaigns.csv").with_columns(
+            profile_text=pl.lit((pull / "profile.yaml").read_text())
+        ),
+        "hosts": _read(pull / "hosts.csv"),
+        "kv_cache": kv_cache,
+        "runs": runs,
+        "requests": requests,
+    }
+
+
+@pytest.fixture(scope="module")
+def campaign() -> dict[str, pl.DataFrame]:
+    return two_variant_campaign()
+
+
+@pytest.fixture(scope="module")
+def comparison(campaign) -> pl.DataFrame:
+    return compare(campaign["runs"])
+
+
+def _point(row: dict) -> tuple:
+    return row["input_len"], row["output_len"], row["concurrency"], row["request_rate"]
+
+
+def test_the_campaign_has_unique_runs_of_every_series(campaign):
+    runs = campaign["runs"]
+    assert runs["run_id"].n_unique() == runs.height == 4 * 18
+    assert runs["campaign_id"].unique().to_list() == [PULL]
+    assert set(runs.select("arm", "variant").unique().rows()) == set(SERIES)
+
+
+def test_one_row_per_point_for_each_series_in_order(comparison):
+    points = comparison.select("input_len", "output_len", "concurrency").unique()
+    assert points.height == 6
+    assert comparison.height == 6 * len(SERIES)
+    for _, group in comparison.group_by("input_len", "concurrency", maintain_order=True):
+        assert group.select("arm", "variant").rows() == SERIES
+    assert comparison["valid_repeats"].to_list() == [3] * comparison.height
+
+
+def test_each_variant_is_set_against_the_same_replicated_row(comparison, campaign):
+    replicated = {
+        _point(r): r["output_throughput_per_gpu"]
+        for r in comparison.filter(pl.col("arm") == "replicated").iter_rows(named=True)
+    }
+    runs = campaign["runs"].filter(pl.col("valid"))
+    for variant in ("pull", "push"):
+        rows = comparison.filter(pl.col("variant") == variant)
+        assert rows.height == 6
+        for r in rows.iter_rows(named=True):
+            # The variant's own repeats only, straight from its runs.
+            own = runs.filter(
+                (pl.col("variant") == variant)
+                & (pl.col("input_len") == r["input_len"])
+                & (pl.col("concurrency") == r["concurrency"])
+            )["output_throughput_per_gpu"]
+            assert own.len() == 3
+            assert r["output_throughput_per_gpu"] == pytest.approx(own.mean())
+            assert r["per_gpu_vs_replicated"] == pytest.approx(own.mean() / replicated[_point(r)])
+    pull = comparison.filter(pl.col("variant") == "pull")["per_gpu_vs_replicated"]
+    push = comparison.filter(pl.col("variant") == "push")["per_gpu_vs_replicated"]
+    assert (pull != push).all()  # two series, not one averaged over both
+
+
+def test_push_figures_match_its_published_comparison(comparison):
+    published = _read(PUSH_VS_PULL / "push" / "comparison.csv").with_columns(
+        pl.col("input_len", "output_len").cast(pl.Utf8)
+    )
+    ours = comparison.filter(pl.col("variant") == "push")
+    joined = ours.join(published, on=["input_len", "output_len", "concurrency"], suffix="_pub")
+    assert joined.height == 6
+    for column in ("output_throughput_per_gpu", "ttft_p50_ms", "kv_gbyte_per_s"):
+        assert joined[column].to_list() == pytest.approx(joined[f"{column}_pub"].to_list())
+
+
+def test_kv_link_share_on_disaggregated_rows_only(campaign):
+    table = compare(campaign["runs"], link=KvLink("x NVLink", 478.1))
+    moved = table.filter(pl.col("arm") == "disaggregated")
+    assert moved["kv_link"].to_list() == ["x NVLink"] * 12
+    assert moved["kv_link_gbyte_per_s"].to_list() == [478.1] * 12
+    assert moved["kv_link_fraction"].to_list() == pytest.approx(
+        (moved["kv_gbyte_per_s"] / 478.1).to_list()
+    )
+    # The published runs moved the KV at under 3% of the NVLink.
+    assert (moved["kv_link_fraction"] < 0.03).all() and (moved["kv_link_fraction"] > 0).all()
+    others = table.filter(pl.col("arm") != "disaggregated")
+    for column in ("kv_link", "kv_link_gbyte_per_s", "kv_link_fraction"):
+        assert others[column].null_count() == others.height == 12
+    assert compare(campaign["runs"])["kv_link"].null_count() == table.height
+
+
+def test_markdown_labels_variants_and_shows_the_link(campaign):
+    text = markdown(compare(campaign["runs"], link=KvLink("x NVLink", 478.1)))
+    assert "| 512 | 128 | c=8 | disaggregated (push) | 2 |" in text
+    assert "| 512 | 128 | c=8 | disaggregated (pull) | 2 |" in text
+    assert "| 512 | 128 | c=8 | replicated | 2 |" in text
+    assert "| link | of link |" in text
+    kv_rows = [line for line in text.splitlines() if "x NVLink, 478.1 GB/s" in line]
+    assert len(kv_rows) == 12
+    assert all(line.rstrip(" |").endswith("%") for line in kv_rows)
+
+
+def test_verdict_and_headline_name_both_variants(comparison):
+    points = verdicts(comparison)
+    assert len(points) == 6
+    assert {p.throughput_winner for p in points} <= {
+        "replicated",
+        "disaggregated (pull)",
+        "disaggregated (push)",
+    }
+    for p in points:
+        assert set(p.disaggregated_vs_replicated) == {"pull", "push"}
+    line = headline(points)
+    for variant in ("pull", "push"):
+        ratios = comparison.filter(pl.col("variant") == variant)["per_gpu_vs_replicated"]
+        wins = int((ratios > 1).sum())
+        assert (
+            f"disaggregated ({variant}) beat replication at {wins} of 6 workload points "
+            f"(ratio {ratios.min():.2f}x to {ratios.max():.2f}x)"
+        ) in line
+
+
+def test_runs_without_a_variant_column_are_one_variant():
+    runs = _read(BASELINES / "runs.csv").with_columns(
+        pl.col("input_len", "output_len").cast(pl.Utf8)
+    )
+    assert "variant" not in runs.columns
+    table = compare(runs)
+    assert table.filter(pl.col("arm") == "disaggregated")["variant"].null_count() == 6
+    assert "| 512 | 128 | c=32 | disaggregated | 2 |" in markdown(table)
+    line = headline(verdicts(table))
+    assert line.startswith("Disaggregation beat replication (per-GPU throughput) at 0 of 6")
+
+
+def test_arm_label():
+    assert arm_label("disaggregated", "push") == "disaggregated (push)"
+    assert arm_label("disaggregated", None) == "disaggregated"
+    assert arm_label("replicated", None) == "replicated"
+
+
+def test_link_between_found_hosts():
+    # The H200 host: two GPUs on NVLink, 3824.9 Gbit/s per GPU as hardware_check found it.
+    hosts = _read(PUSH_VS_PULL / "pull" / "hosts.csv")
+    link = link_between(hosts, ["h100"], ["h100"])
+    assert link is not None and link.name == "h100 NVLink"
+    assert link.gbyte_per_s == pytest.approx(478.1, abs=0.1)
+    assert link_between(hosts, ["h100"], ["elsewhere"]) is None  # a host not checked
+
+
+def test_link_between_hosts_is_the_slowest_network_link():
+    hosts = pl.DataFrame(
+        {
+            "host": ["a", "b", "c", "cpu"],
+            "device_kind": ["cuda", "cuda", "cuda", "cpu"],
+            "link_gbit_per_s": [400.0, 200.0, None, 25.0],
+            "nvlink_gbit_per_s": [3600.0, None, None, None],
+        }
+    )
+    assert link_between(hosts, ["a"], ["b"]) == KvLink("a–b network", 25.0)
+    assert link_between(hosts, ["b"], ["a", "b"]) == KvLink("b–a network", 25.0)
+    assert link_between(hosts, ["a"], ["c"]) is None  # c's rate unknown
+    assert link_between(hosts, ["b"], ["b"]) is None  # one host without NVLink
+    assert link_between(hosts, ["cpu"], ["cpu"]) is None
+    assert link_between(hosts, ["a"], ["a"]) == KvLink("a NVLink", 450.0)
+
+
+def test_a_published_comparison_without_variant_or_link_columns():
+    published = _read(BASELINES / "comparison.csv").with_columns(
+        pl.col("input_len", "output_len").cast(pl.Utf8)
+    )
+    assert "variant" not in published.columns and "kv_link" not in published.columns
+    text = markdown(published)
+    assert "| 512 | 128 | c=32 | disaggregated | 2 |" in text
+    kv_rows = [line for line in text.splitlines() if line.startswith("| 512 | c=32 |")]
+    assert len(kv_rows) == 1 and kv_rows[0].endswith("| – | – |")
