@@ -134,12 +134,26 @@ def _latest(warehouse, campaign: str | None) -> str:
     return warehouse.query("SELECT campaign_id FROM latest_campaign")["campaign_id"][0]
 
 
+def _compared(warehouse, campaign: str) -> None:
+    """Store the campaign's comparison if its comparison_report never ran (e.g. arms
+    materialized one by one on a remote host), so SQL users find it too."""
+    from pdpipeline.report.build import campaign_comparison
+
+    stored = warehouse.query(
+        "SELECT count(*) AS n FROM comparison WHERE campaign_id = ?", [campaign]
+    )
+    if not stored["n"][0]:
+        table = campaign_comparison(warehouse, campaign)
+        warehouse.replace({"comparison": table}, where={"campaign_id": campaign})
+
+
 def _report(args: argparse.Namespace) -> None:
     from pdpipeline.report.build import build
     from pdpipeline.warehouse.store import Warehouse
 
     warehouse = Warehouse(args.warehouse)
     campaign = _latest(warehouse, args.campaign)
+    _compared(warehouse, campaign)
     out = args.out or warehouse.path.parent / "reports" / campaign
     report = build(warehouse, campaign, out)
     print(f"{report.summary_md}\n\nreport: {report.html_path}")
@@ -153,9 +167,10 @@ def _export(args: argparse.Namespace) -> None:
 
     warehouse = Warehouse(args.warehouse)
     campaign = _latest(warehouse, args.campaign)
+    _compared(warehouse, campaign)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for table in CAMPAIGN_TABLES:
+    for table in (*CAMPAIGN_TABLES, "handoff_variants"):
         frame = warehouse.query(f"SELECT * FROM {table} WHERE campaign_id = ?", [campaign])
         if table == "campaigns":
             (out / "profile.yaml").write_text(frame["profile_text"][0])

@@ -1,10 +1,5 @@
-"""The comparison with handoff variants, from real published rows.
-
-The push-vs-pull results hold two one-arm campaigns on two H200s: pull's disaggregated runs and
-push's. They become one campaign with two variants, as a campaign with variants now records it.
-Those campaigns ran no single or replicated arm, so the baselines are the H100 campaign's runs
-at the same points (same software and workload). Mixing GPUs makes the ratios meaningless as a
-finding; they test that each variant is set against the same baseline rows, not which one wins.
+"""The comparison with handoff variants, from a real campaign: two H100s, single, replicated,
+and the disaggregated arm with a pull and a push variant (results/h100x2-pull-vs-push-2026-11-27).
 """
 
 from __future__ import annotations
@@ -18,11 +13,10 @@ from pdpipeline.compare import KvLink, arm_label, compare, link_between, markdow
 from pdpipeline.report.verdict import headline, verdicts
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
+VARIANTS = RESULTS / "h100x2-pull-vs-push-2026-11-27"
 PUSH_VS_PULL = RESULTS / "h200x2-push-vs-pull-2026-11-27"
 BASELINES = RESULTS / "h100x2-2026-11-27"
-PULL = "h100x2-20261127T045814Z"
-PUSH = "h100x2-push-20261127T045356Z"
-H100 = "h100x2-20261127T034529Z"
+CAMPAIGN = "h100x2-20261127T062458Z"
 SERIES = [
     ("single", None),
     ("replicated", None),
@@ -35,59 +29,24 @@ def _read(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, try_parse_dates=True)
 
 
-def _relabel(frame: pl.DataFrame, old: str, new: str, variant: str | None) -> pl.DataFrame:
-    """Rows of campaign `old` as rows of campaign `new`; a variant's run ids get its name."""
-    run_id = pl.col("run_id").str.replace(old, new, literal=True)
-    if variant is not None:
-        run_id = run_id.str.replace("/disaggregated/", f"/disaggregated/{variant}/", literal=True)
-    columns = [run_id, pl.lit(new).alias("campaign_id")]
-    if "arm" in frame.columns and "point" in frame.columns:  # runs: the variant column too
-        columns.append(pl.lit(variant, dtype=pl.Utf8).alias("variant"))
-    if "input_len" in frame.columns:
-        columns.append(pl.col("input_len", "output_len").cast(pl.Utf8))
-    if "request_rate" in frame.columns:
-        columns.append(pl.col("request_rate").cast(pl.Float64))
-    return frame.with_columns(columns)
+def _lengths_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    if "input_len" not in frame.columns:
+        return frame
+    return frame.with_columns(pl.col("input_len", "output_len").cast(pl.Utf8))
 
 
 def two_variant_campaign() -> dict[str, pl.DataFrame]:
-    """Runs, requests, hosts, kv_cache and campaigns of campaign PULL with variants pull and
-    push, and single and replicated baselines."""
-    baseline_runs = _read(BASELINES / "runs.csv").filter(pl.col("arm") != "disaggregated")
-    baseline_requests = pl.read_parquet(BASELINES / "requests.parquet").filter(
-        pl.col("arm") != "disaggregated"
-    )
-    runs = pl.concat(
-        [
-            _relabel(baseline_runs, H100, PULL, None),
-            _relabel(_read(PUSH_VS_PULL / "pull" / "runs.csv"), PULL, PULL, "pull"),
-            _relabel(_read(PUSH_VS_PULL / "push" / "runs.csv"), PUSH, PULL, "push"),
-        ],
-        how="diagonal_relaxed",
-    )
-    requests = pl.concat(
-        [
-            _relabel(baseline_requests, H100, PULL, None),
-            _relabel(
-                pl.read_parquet(PUSH_VS_PULL / "pull" / "requests.parquet"), PULL, PULL, "pull"
-            ),
-            _relabel(
-                pl.read_parquet(PUSH_VS_PULL / "push" / "requests.parquet"), PUSH, PULL, "push"
-            ),
-        ],
-        how="diagonal_relaxed",
-    )
-    pull = PUSH_VS_PULL / "pull"
-    kv_cache = _read(pull / "kv_cache.csv")
-    return {
-        "campaigns": _read(pull / "campaigns.csv").with_columns(
-            profile_text=pl.lit((pull / "profile.yaml").read_text())
-        ),
-        "hosts": _read(pull / "hosts.csv"),
-        "kv_cache": kv_cache,
-        "runs": runs,
-        "requests": requests,
+    """The published campaign's tables, as the warehouse holds them (comparison left out)."""
+    tables = {
+        t: _lengths_as_text(_read(VARIANTS / f"{t}.csv"))
+        for t in ("campaigns", "hosts", "kv_cache", "runs", "handoff_variants")
     }
+    tables["runs"] = tables["runs"].with_columns(pl.col("request_rate").cast(pl.Float64))
+    tables["campaigns"] = tables["campaigns"].with_columns(
+        profile_text=pl.lit((VARIANTS / "profile.yaml").read_text())
+    )
+    tables["requests"] = pl.read_parquet(VARIANTS / "requests.parquet")
+    return tables
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +65,8 @@ def _point(row: dict) -> tuple:
 
 def test_the_campaign_has_unique_runs_of_every_series(campaign):
     runs = campaign["runs"]
-    assert runs["run_id"].n_unique() == runs.height == 4 * 18
-    assert runs["campaign_id"].unique().to_list() == [PULL]
+    assert runs["run_id"].n_unique() == runs.height == 4 * 12
+    assert runs["campaign_id"].unique().to_list() == [CAMPAIGN]
     assert set(runs.select("arm", "variant").unique().rows()) == set(SERIES)
 
 
@@ -117,7 +76,7 @@ def test_one_row_per_point_for_each_series_in_order(comparison):
     assert comparison.height == 6 * len(SERIES)
     for _, group in comparison.group_by("input_len", "concurrency", maintain_order=True):
         assert group.select("arm", "variant").rows() == SERIES
-    assert comparison["valid_repeats"].to_list() == [3] * comparison.height
+    assert comparison["valid_repeats"].to_list() == [2] * comparison.height
 
 
 def test_each_variant_is_set_against_the_same_replicated_row(comparison, campaign):
@@ -136,7 +95,7 @@ def test_each_variant_is_set_against_the_same_replicated_row(comparison, campaig
                 & (pl.col("input_len") == r["input_len"])
                 & (pl.col("concurrency") == r["concurrency"])
             )["output_throughput_per_gpu"]
-            assert own.len() == 3
+            assert own.len() == 2
             assert r["output_throughput_per_gpu"] == pytest.approx(own.mean())
             assert r["per_gpu_vs_replicated"] == pytest.approx(own.mean() / replicated[_point(r)])
     pull = comparison.filter(pl.col("variant") == "pull")["per_gpu_vs_replicated"]
@@ -144,14 +103,28 @@ def test_each_variant_is_set_against_the_same_replicated_row(comparison, campaig
     assert (pull != push).all()  # two series, not one averaged over both
 
 
-def test_push_figures_match_its_published_comparison(comparison):
-    published = _read(PUSH_VS_PULL / "push" / "comparison.csv").with_columns(
-        pl.col("input_len", "output_len").cast(pl.Utf8)
+def test_a_one_variant_campaign_compares_as_it_was_published():
+    # The H200 push campaign ran before variants existed; its published comparison came from the
+    # comparison code of that time. As variant 'push', its runs give the same figures.
+    runs = _lengths_as_text(_read(PUSH_VS_PULL / "push" / "runs.csv")).with_columns(
+        variant=pl.lit("push"), request_rate=pl.col("request_rate").cast(pl.Float64)
     )
-    ours = comparison.filter(pl.col("variant") == "push")
+    published = _lengths_as_text(_read(PUSH_VS_PULL / "push" / "comparison.csv"))
+    ours = compare(runs).filter(pl.col("variant") == "push")
     joined = ours.join(published, on=["input_len", "output_len", "concurrency"], suffix="_pub")
     assert joined.height == 6
     for column in ("output_throughput_per_gpu", "ttft_p50_ms", "kv_gbyte_per_s"):
+        assert joined[column].to_list() == pytest.approx(joined[f"{column}_pub"].to_list())
+
+
+def test_the_stored_comparison_is_what_compare_gives(campaign):
+    stored = _lengths_as_text(_read(VARIANTS / "comparison.csv"))
+    link = link_between(campaign["hosts"], ["h100"], ["h100"])
+    ours = compare(campaign["runs"], link=link)
+    keys = ["input_len", "output_len", "concurrency", "arm", "variant"]
+    joined = ours.join(stored, on=keys, suffix="_pub", nulls_equal=True)
+    assert joined.height == ours.height == stored.height == 24
+    for column in ("output_throughput_per_gpu", "per_gpu_vs_replicated", "kv_link_fraction"):
         assert joined[column].to_list() == pytest.approx(joined[f"{column}_pub"].to_list())
 
 
@@ -163,7 +136,7 @@ def test_kv_link_share_on_disaggregated_rows_only(campaign):
     assert moved["kv_link_fraction"].to_list() == pytest.approx(
         (moved["kv_gbyte_per_s"] / 478.1).to_list()
     )
-    # The published runs moved the KV at under 3% of the NVLink.
+    # The campaign moved the KV at under 3% of the NVLink.
     assert (moved["kv_link_fraction"] < 0.03).all() and (moved["kv_link_fraction"] > 0).all()
     others = table.filter(pl.col("arm") != "disaggregated")
     for column in ("kv_link", "kv_link_gbyte_per_s", "kv_link_fraction"):
@@ -221,8 +194,8 @@ def test_arm_label():
 
 
 def test_link_between_found_hosts():
-    # The H200 host: two GPUs on NVLink, 3824.9 Gbit/s per GPU as hardware_check found it.
-    hosts = _read(PUSH_VS_PULL / "pull" / "hosts.csv")
+    # Two GPUs on NVLink, 3824.9 Gbit/s per GPU as hardware_check found it.
+    hosts = _read(VARIANTS / "hosts.csv")
     link = link_between(hosts, ["h100"], ["h100"])
     assert link is not None and link.name == "h100 NVLink"
     assert link.gbyte_per_s == pytest.approx(478.1, abs=0.1)

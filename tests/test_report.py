@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 import yaml
 
-from pdpipeline.compare import compare, link_between
-from pdpipeline.report.build import build
+from pdpipeline.report.build import build, campaign_comparison
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
 from tests.browser import SCREENSHOTS, browser_page, expect
-from tests.test_compare import PULL, two_variant_campaign
+from tests.test_compare import CAMPAIGN as VARIANT_CAMPAIGN
+from tests.test_compare import two_variant_campaign
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "h100x2-2026-11-27"
 CAMPAIGN = "h100x2-20261127T034529Z"
@@ -156,14 +156,14 @@ def test_a_campaign_without_comparison_is_compared_from_its_runs(warehouse, tmp_
 
 @pytest.fixture(scope="module")
 def variant_report(tmp_path_factory):
-    """The report of one campaign with two handoff variants (see tests/test_compare.py), its
-    comparison written as comparison_report writes it: with the link hardware_check found."""
+    """The report of the published campaign with two handoff variants, from its runs: the
+    comparison is made as comparison_report makes it, with the link hardware_check found and
+    the KV bytes predicted from the profile's model config."""
     store = Warehouse(tmp_path_factory.mktemp("variants") / "w.duckdb")
-    tables = two_variant_campaign()
-    link = link_between(tables["hosts"], ["h100"], ["h100"])
-    tables["comparison"] = compare(tables["runs"], link=link)
-    store.replace(tables, where={"campaign_id": PULL})
-    return build(store, PULL, tmp_path_factory.mktemp("variant-report")), store
+    store.replace(two_variant_campaign(), where={"campaign_id": VARIANT_CAMPAIGN})
+    comparison = campaign_comparison(store, VARIANT_CAMPAIGN)
+    store.replace({"comparison": comparison}, where={"campaign_id": VARIANT_CAMPAIGN})
+    return build(store, VARIANT_CAMPAIGN, tmp_path_factory.mktemp("variant-report")), store
 
 
 def test_variants_are_series_of_their_own_in_the_report(variant_report):
@@ -174,7 +174,7 @@ def test_variants_are_series_of_their_own_in_the_report(variant_report):
     stored = store.query(
         "SELECT arm, variant, kv_link, kv_link_fraction FROM comparison "
         "WHERE campaign_id = ? AND concurrency = 8 AND input_len = '512'",
-        [PULL],
+        [VARIANT_CAMPAIGN],
     )
     assert stored.sort("arm", "variant", nulls_last=True).select("arm", "variant").rows() == [
         ("disaggregated", "pull"),
@@ -183,6 +183,13 @@ def test_variants_are_series_of_their_own_in_the_report(variant_report):
         ("single", None),
     ]
     assert stored.drop_nulls("kv_link")["kv_link"].to_list() == ["h100 NVLink"] * 2
+    predicted = store.query(
+        "SELECT DISTINCT kv_predicted_bytes, kv_bytes_per_transfer FROM comparison "
+        "WHERE campaign_id = ? AND input_len = '512' AND arm = 'disaggregated'",
+        [VARIANT_CAMPAIGN],
+    )
+    # Predicted from the profile's model config, equal to what NIXL moved.
+    assert predicted.rows() == [(67108864.0, 67108864.0)]
     summary = report.summary_md
     assert "disaggregated (pull) beat replication at" in summary
     assert "disaggregated (push) beat replication at" in summary
@@ -196,8 +203,8 @@ def test_variants_are_series_of_their_own_in_the_report(variant_report):
 
 def test_a_regression_names_its_variant(variant_report):
     _, store = variant_report
-    later = f"{PULL}-later"
-    comparison = store.query("SELECT * FROM comparison WHERE campaign_id = ?", [PULL])
+    later = f"{VARIANT_CAMPAIGN}-later"
+    comparison = store.query("SELECT * FROM comparison WHERE campaign_id = ?", [VARIANT_CAMPAIGN])
     slower = (pl.col("variant") == "push") & (pl.col("concurrency") == 32)
     comparison = comparison.with_columns(
         campaign_id=pl.lit(later),
@@ -205,9 +212,9 @@ def test_a_regression_names_its_variant(variant_report):
         .then(pl.col("output_throughput_per_gpu") * 0.8)
         .otherwise(pl.col("output_throughput_per_gpu")),
     )
-    campaigns = store.query("SELECT * FROM campaigns WHERE campaign_id = ?", [PULL]).with_columns(
-        campaign_id=pl.lit(later), started_at=pl.col("started_at") + pl.duration(days=1)
-    )
+    campaigns = store.query(
+        "SELECT * FROM campaigns WHERE campaign_id = ?", [VARIANT_CAMPAIGN]
+    ).with_columns(campaign_id=pl.lit(later), started_at=pl.col("started_at") + pl.duration(days=1))
     store.replace({"campaigns": campaigns, "comparison": comparison}, where={"campaign_id": later})
     found = regressions(store, later, 0.10)
     # Push against push only: pull and the baselines (variant null on both sides) did not move.

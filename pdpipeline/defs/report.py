@@ -5,11 +5,11 @@ import base64
 import dagster as dg
 
 from pdpipeline.campaign import Campaign
-from pdpipeline.compare import KvLink, arm_label, compare, link_between
+from pdpipeline.compare import arm_label
 from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.kvcache import KVLayout
-from pdpipeline.report.build import build
+from pdpipeline.report.build import build, campaign_comparison
 from pdpipeline.report.regression import regressions
 
 
@@ -43,8 +43,8 @@ def comparison_report(
 ) -> dg.MaterializeResult:
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [hardware_check.id])
-    link = _kv_link(warehouse, hardware_check)
-    table = compare(runs, kv_cache_analysis, link)
+    table = campaign_comparison(warehouse.store, hardware_check.id, kv_cache_analysis)
+    link = table.drop_nulls("kv_link_gbyte_per_s").head(1)
     warehouse.store.replace({"comparison": table}, where={"campaign_id": hardware_check.id})
     regressed = regressions(warehouse.store, hardware_check.id, config.regression_threshold)
     report = build(
@@ -64,7 +64,11 @@ def comparison_report(
             "report": dg.MetadataValue.path(str(report.html_path.resolve())),
             "runs": runs.height,
             "invalid_runs": invalid.height,
-            "kv_link": f"{link.name}, {link.gbyte_per_s:.1f} GB/s" if link else "unknown",
+            "kv_link": (
+                f"{link['kv_link'][0]}, {link['kv_link_gbyte_per_s'][0]:.1f} GB/s"
+                if link.height
+                else "unknown"
+            ),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -79,16 +83,6 @@ def comparison_report(
             ),
         ],
     )
-
-
-def _kv_link(warehouse: WarehouseResource, campaign: Campaign) -> KvLink | None:
-    """The link between the disaggregated arm's prefill and decode hosts, as hardware_check
-    found it; None without that arm or a known rate."""
-    arm = campaign.profile.arms.disaggregated
-    if arm is None:
-        return None
-    hosts = warehouse.store.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign.id])
-    return link_between(hosts, [p.host for p in arm.prefill], [p.host for p in arm.decode])
 
 
 def _regression_text(regressed, threshold: float) -> str:

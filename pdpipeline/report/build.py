@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pydantic
+import yaml
 
-from pdpipeline.compare import arm_label, compare, markdown, with_current_columns
+from pdpipeline.compare import arm_label, compare, link_between, markdown, with_current_columns
+from pdpipeline.kvcache import KVLayout, kv_layout, load_config
+from pdpipeline.profile import Profile
 from pdpipeline.report import plots
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
@@ -25,6 +29,35 @@ class Report:
     figures: dict[str, Path]
     html_path: Path
     summary_md: str
+
+
+def campaign_comparison(
+    warehouse: Warehouse, campaign_id: str, layout: KVLayout | None = None
+) -> pl.DataFrame:
+    """Compare one campaign's runs, with the KV link its hardware_check found.
+
+    `layout` predicts KV bytes per prompt; without it, the model config named by the campaign's
+    profile is read when it is here."""
+    runs = warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
+    hosts = warehouse.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign_id])
+    text = warehouse.query(
+        "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
+    )["profile_text"]
+    try:
+        profile = Profile.model_validate(yaml.safe_load(text[0])) if text.len() else None
+    except (pydantic.ValidationError, yaml.YAMLError):
+        profile = None  # a profile of an older format: no link, no prediction
+    arm = profile.arms.disaggregated if profile else None
+    link = (
+        link_between(hosts, [p.host for p in arm.prefill], [p.host for p in arm.decode])
+        if arm
+        else None
+    )
+    if layout is None and profile is not None:
+        config = Path(profile.model.tokenizer_dir) / "config.json"
+        if config.is_file():
+            layout = kv_layout(load_config(config.parent), profile.model.kv_cache_dtype)
+    return compare(runs, layout, link)
 
 
 def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
@@ -66,7 +99,7 @@ def build(
     f = load(warehouse, campaign_id)
     # A campaign whose comparison_report has not run yet is compared here from its runs.
     comparison = with_current_columns(
-        f["comparison"] if f["comparison"].height else compare(f["runs"])
+        f["comparison"] if f["comparison"].height else campaign_comparison(warehouse, campaign_id)
     )
     f["comparison"] = comparison
     runs = f["runs"]
