@@ -159,6 +159,17 @@ def test_disaggregated_metrics_prove_the_kv_transfer(campaign, variant):
     )
     # vLLM moves whole blocks; 256 tokens fill them exactly.
     assert kv["kv_bytes_per_transfer"][0] == kv["kv_predicted_bytes"][0]
+    # Per request: same prompt length, same bytes; per campaign: the runs' totals.
+    per_request = warehouse.query(
+        "SELECT DISTINCT kv_bytes FROM request_kv WHERE variant = ?", [variant]
+    )["kv_bytes"]
+    assert per_request.to_list() == [kv["kv_predicted_bytes"][0]]
+    totals = warehouse.query(
+        "SELECT kv_bytes, kv_transfers, kv_failed_transfers FROM kv_transfer_totals "
+        "WHERE variant = ?",
+        [variant],
+    )
+    assert totals.rows() == [(moved["bytes"][0], 12, 0)]
 
 
 @pytest.mark.vllm

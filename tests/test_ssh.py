@@ -83,9 +83,14 @@ async def test_remote_server_death_is_reported_with_its_log_tail(sshd, tiny_mode
     assert remote_pids(tmp_path) == []
 
 
+def unreachable_backend(profile):
+    """A backend on port 9 (discard): nothing answers; the proxy only has to start."""
+    return replace(plan_arm(profile, "single").instances[0].server, port=9)
+
+
 async def test_dropped_connection_still_stops_by_pid_file(sshd, tiny_model, tmp_path):
     profile = ssh_profile(tiny_model, sshd, tmp_path)
-    spec = proxy_service(profile, {"backend": ["http://127.0.0.1:9"]}, "proxy-drop")
+    spec = proxy_service(profile, [unreachable_backend(profile)], "proxy-drop")
     launcher = SshLauncher(profile.hosts[0], "run")
     service = await launcher.spawn(spec)
     await launcher.wait_ready(service)
@@ -153,7 +158,7 @@ def test_campaign_with_every_host_over_ssh(sshd, tiny_model, tmp_path):
 
 async def test_services_are_reached_through_forwarded_ports(sshd, tiny_model, tmp_path):
     profile = ssh_profile(tiny_model, sshd, tmp_path, forward_ports=True)
-    spec = proxy_service(profile, {"backend": ["http://127.0.0.1:9"]}, "proxy-forwarded")
+    spec = proxy_service(profile, [unreachable_backend(profile)], "proxy-forwarded")
     launcher = SshLauncher(profile.hosts[0], "fwd")
     async with launcher.running(spec) as service:
         # The controller talks to a local end of an SSH forward, not to the host's port.

@@ -461,12 +461,16 @@ async def _first_chunk(
     upstream: aiohttp.ClientResponse, prefill_leg: asyncio.Future[PrefillAnswer] | None
 ) -> bytes:
     """The upstream's first bytes; raises the prefill leg's error if that leg fails first."""
-    read = asyncio.ensure_future(upstream.content.readany())
-    if prefill_leg is not None:
-        await asyncio.wait({read, prefill_leg}, return_when=asyncio.FIRST_COMPLETED)
-        if prefill_leg.done() and not read.done() and prefill_leg.exception() is not None:
-            read.cancel()
+    if prefill_leg is None or prefill_leg.done():
+        # Forwarding, or a sequential handoff: no race, and no task on the hot path.
+        if prefill_leg is not None and prefill_leg.exception() is not None:
             raise prefill_leg.exception()
+        return await upstream.content.readany()
+    read = asyncio.ensure_future(upstream.content.readany())
+    await asyncio.wait({read, prefill_leg}, return_when=asyncio.FIRST_COMPLETED)
+    if prefill_leg.done() and not read.done() and prefill_leg.exception() is not None:
+        read.cancel()
+        raise prefill_leg.exception()
     return await read
 
 

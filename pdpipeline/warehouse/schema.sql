@@ -200,3 +200,21 @@ CREATE OR REPLACE VIEW nightly_trend AS
            bool_and(r.valid) AS all_valid
     FROM runs r JOIN campaigns k USING (campaign_id)
     GROUP BY ALL ORDER BY k.started_at;
+
+-- KV moved per campaign and handoff variant: the runs' NIXL totals and the rate they give.
+CREATE OR REPLACE VIEW kv_transfer_totals AS
+    SELECT campaign_id, variant,
+           sum(kv_bytes) AS kv_bytes, sum(kv_transfers) AS kv_transfers,
+           sum(kv_xfer_time_s) AS kv_xfer_time_s,
+           sum(kv_bytes) / nullif(sum(kv_xfer_time_s), 0) / 1e9 AS kv_gbyte_per_s,
+           sum(kv_failed_transfers) AS kv_failed_transfers,
+           sum(kv_external_tokens) AS kv_external_tokens
+    FROM runs WHERE arm = 'disaggregated' GROUP BY ALL;
+
+-- Per disaggregated request: the KV blocks its prefill offered, the run's measured NIXL bytes
+-- split over its requests by those blocks, and the proxy's timing of the handoff.
+CREATE OR REPLACE VIEW request_kv AS
+    SELECT q.campaign_id, q.variant, q.run_id, q.request_index, q.request_id, q.kv_blocks,
+           r.kv_bytes * q.kv_blocks / sum(q.kv_blocks) OVER (PARTITION BY q.run_id) AS kv_bytes,
+           q.prefill_s, q.handoff_s
+    FROM requests q JOIN runs r USING (run_id) WHERE q.arm = 'disaggregated';
