@@ -35,7 +35,7 @@ import psutil
 import uvloop
 from aiohttp import web
 
-from pdpipeline.errors import PdPipelineError, RunInvalidError
+from pdpipeline.errors import PdPipelineError
 from pdpipeline.launch.base import ServiceSpec
 from pdpipeline.launch.local import LocalLauncher
 from pdpipeline.loadgen.client import Client, RequestRecord
@@ -239,13 +239,17 @@ class Settings:
         return max(1, self.requests // self.rounds)
 
 
+class InvalidSegmentError(PdPipelineError):
+    """A measured segment had a failed or short request: no figure comes from it."""
+
+
 async def closed_loop(
     client: Client, path: str, concurrency: int, requests: Sequence[RequestSpec], round_: int
 ) -> Segment:
     records = await run_load(client.send, requests, Load(concurrency=concurrency))
     summary = summarize(records)
     if not summary["valid"]:
-        raise RunInvalidError(
+        raise InvalidSegmentError(
             f"{path} at concurrency {concurrency} (round {round_}): {summary['failed']} of "
             f"{summary['requests']} requests failed or were short; first: {summary['first_error']}"
         )
