@@ -207,7 +207,7 @@ def format_plan(profile: Profile) -> str:
     """Per arm and host, the commands and environment a campaign would launch."""
     lines = [f"# profile {profile.name}: model {profile.model.dir} as {profile.model.served_name}"]
     for plan in [p for arm in profile.enabled_arms for p in plan_arms(profile, arm)]:
-        lines.append(f"\n## arm {plan.arm} ({plan.devices} device(s), proxy {plan.proxy_url})")
+        lines.append(f"\n## arm {plan.key} ({plan.devices} device(s), proxy {plan.proxy_url})")
         if plan.variant:
             v = plan.variant
             lines.append(

@@ -223,3 +223,20 @@ def test_a_regression_names_its_variant(variant_report):
         ("disaggregated", "push", "512", "output_throughput_per_gpu"),
     ]
     assert found["change"].to_list() == pytest.approx([-0.2, -0.2])
+
+
+def test_export_compares_a_campaign_whose_report_never_ran(tmp_path):
+    # Arms materialized one by one on an offline host leave runs but no comparison behind.
+    from pdpipeline.cli import main
+
+    store = Warehouse(tmp_path / "w.duckdb")
+    store.replace(two_variant_campaign(), where={"campaign_id": VARIANT_CAMPAIGN})
+    main(["export", "--warehouse", str(store.path), "--out", str(tmp_path / "out")])
+    stored = store.query(
+        "SELECT count(*) AS n, count(kv_link) AS linked FROM comparison WHERE campaign_id = ?",
+        [VARIANT_CAMPAIGN],
+    )
+    assert stored.rows() == [(24, 12)]
+    exported = pl.read_csv(tmp_path / "out" / "handoff_variants.csv")
+    assert exported["variant"].to_list() == ["pull", "push"]
+    assert (tmp_path / "out" / "report.html").stat().st_size > 0
