@@ -194,8 +194,12 @@ def test_vllm_env_overrides_host_env(tiny_model: Path):
 
 def test_format_plan_mentions_every_arm_service_and_env(local_profile: Profile):
     text = format_plan(local_profile)
-    for arm in ("single", "replicated", "disaggregated"):
-        assert f"## arm {arm} " in text
+    for arm, key in (
+        ("single", "single"),
+        ("replicated", "replicated"),
+        ("disaggregated", "disaggregated-pull"),
+    ):
+        assert f"## arm {key} " in text
         plan = plan_arm(local_profile, arm)
         for instance in plan.instances:
             assert f"] {instance.service.name}\n" in text
