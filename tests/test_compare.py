@@ -228,3 +228,12 @@ def test_a_published_comparison_without_variant_or_link_columns():
     assert "| 512 | 128 | c=32 | disaggregated | 2 |" in text
     kv_rows = [line for line in text.splitlines() if line.startswith("| 512 | c=32 |")]
     assert len(kv_rows) == 1 and kv_rows[0].endswith("| – | – |")
+
+
+def test_one_repeat_has_no_spread_to_judge_a_gap_against(campaign):
+    first_repeat = campaign["runs"].filter(pl.col("repeat") == 0)
+    points = verdicts(compare(first_repeat))
+    assert len(points) == 6
+    assert {p.throughput_significant for p in points} == {None}
+    assert "one repeat: no run-to-run spread to judge it against" in points[0].sentence()
+    assert {p.throughput_significant for p in verdicts(compare(campaign["runs"]))} <= {True, False}

@@ -24,7 +24,8 @@ class PointVerdict:
     point: dict
     throughput_winner: str  # an arm_label: 'replicated', 'disaggregated (push)'
     throughput_gain: float  # winner's per-GPU throughput over the runner-up's, minus 1
-    throughput_significant: bool
+    # None: an arm with one valid repeat has no run-to-run spread to judge the gap against.
+    throughput_significant: bool | None
     latency_winner: str  # lowest TTFT p50
     latency_gain: float  # runner-up's TTFT p50 over the winner's, minus 1
     # Per-GPU throughput ratio of each disaggregated variant (None: a campaign without variants).
@@ -37,11 +38,11 @@ class PointVerdict:
         return f"{p['input_len']}/{p['output_len']} {load}"
 
     def sentence(self) -> str:
-        significance = (
-            "beyond the run-to-run spread"
-            if self.throughput_significant
-            else "within the run-to-run spread"
-        )
+        significance = {
+            True: "beyond the run-to-run spread",
+            False: "within the run-to-run spread",
+            None: "one repeat: no run-to-run spread to judge it against",
+        }[self.throughput_significant]
         return (
             f"{self.label}: {self.throughput_winner} leads output tokens/s per GPU by "
             f"{self.throughput_gain:.0%} ({significance}); {self.latency_winner} has the lowest "
@@ -60,10 +61,7 @@ def verdicts(comparison: pl.DataFrame) -> list[PointVerdict]:
             continue
         by_throughput = group.sort("output_throughput_per_gpu", descending=True)
         best, second = by_throughput.row(0, named=True), by_throughput.row(1, named=True)
-        spread = math.hypot(
-            best["output_throughput_per_gpu_std"] or 0.0,
-            second["output_throughput_per_gpu_std"] or 0.0,
-        )
+        stds = [best["output_throughput_per_gpu_std"], second["output_throughput_per_gpu_std"]]
         gap = best["output_throughput_per_gpu"] - second["output_throughput_per_gpu"]
         by_latency = group.sort("ttft_p50_ms")
         fastest, next_fastest = by_latency.row(0, named=True), by_latency.row(1, named=True)
@@ -77,7 +75,9 @@ def verdicts(comparison: pl.DataFrame) -> list[PointVerdict]:
                 throughput_gain=best["output_throughput_per_gpu"]
                 / second["output_throughput_per_gpu"]
                 - 1,
-                throughput_significant=gap > SPREAD_FACTOR * spread,
+                throughput_significant=(
+                    None if None in stds else gap > SPREAD_FACTOR * math.hypot(*stds)
+                ),
                 latency_winner=arm_label(fastest["arm"], fastest["variant"]),
                 latency_gain=next_fastest["ttft_p50_ms"] / fastest["ttft_p50_ms"] - 1,
                 disaggregated_vs_replicated=dict(
