@@ -113,7 +113,7 @@ def server_spec(
         enable_prefix_caching=v.enable_prefix_caching,
         skip_tokenizer_init=profile.model.skip_tokenizer_init,
         instance_token=token,
-        extra_args=tuple(v.extra_args),
+        extra_args=(*v.extra_args, *(variant.vllm_args if variant else ())),
         # Per-device cache: arms reuse each other's compile cache; two instances never share one.
         env={"VLLM_CACHE_ROOT": cache_root} | host.env | v.env | (variant.env if variant else {}),
     )

@@ -103,6 +103,8 @@ class HandoffVariant(Strict):
     handoff: Handoff | None = None
     # Transfer settings for this variant's servers (UCX_TLS, UCX_NET_DEVICES, NIXL_...).
     env: dict[str, str] = Field(default_factory=dict)
+    # vLLM arguments after vllm.extra_args, e.g. a larger --block-size (fewer KV descriptors).
+    vllm_args: list[str] = Field(default_factory=list)
 
 
 class DisaggregatedArm(Strict):
@@ -146,6 +148,7 @@ class DisaggregatedArm(Strict):
                     or self.handoff
                     or ("concurrent" if connector == PUSH_CONNECTOR else "sequential"),
                     env=self.env | v.env,
+                    vllm_args=v.vllm_args,
                 )
             )
         return resolved

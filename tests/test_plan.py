@@ -305,3 +305,19 @@ def test_plan_shows_every_variant(variants_profile: Profile):
     assert "handoff variant push: NixlPushConnector, concurrent handoff" in text
     assert "handoff variant push-serial: NixlPushConnector, sequential handoff" in text
     assert "UCX_TLS=shm" in text
+
+
+def test_variant_vllm_args_follow_the_shared_ones(tiny_model: Path):
+    data = local_profile_data(tiny_model)
+    data["vllm"]["extra_args"] = ["--max-num-seqs", "64"]
+    data["arms"]["disaggregated"]["variants"] = [
+        {"name": "pull"},
+        {"name": "pull-block-64", "vllm_args": ["--block-size", "64"]},
+    ]
+    pull, bigger_blocks = plan_arms(Profile.model_validate(data), "disaggregated")
+    for instance in pull.instances:
+        assert flag_values(instance.service.argv, "--block-size") == []
+    for instance in bigger_blocks.instances:
+        argv = instance.service.argv
+        assert list(argv[-4:]) == ["--max-num-seqs", "64", "--block-size", "64"]
+    assert "--block-size 64" in format_plan(Profile.model_validate(data))
