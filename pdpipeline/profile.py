@@ -298,6 +298,11 @@ class LoadedProfile(BaseModel):
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
+def profile_from_text(text: str) -> Profile:
+    """The profile a campaign stored as text (pydantic.ValidationError if no longer valid)."""
+    return Profile.model_validate(yaml.safe_load(text))
+
+
 def load_profile(path: str | Path) -> LoadedProfile:
     """Read and validate a profile; every bad field is one line naming it."""
     path = Path(path)

@@ -13,7 +13,7 @@ import yaml
 
 from pdpipeline.compare import arm_label, compare, link_between, markdown, with_current_columns
 from pdpipeline.kvcache import KVLayout, kv_layout, load_config
-from pdpipeline.profile import Profile
+from pdpipeline.profile import profile_from_text
 from pdpipeline.report import plots
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
@@ -44,7 +44,7 @@ def campaign_comparison(
         "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
     )["profile_text"]
     try:
-        profile = Profile.model_validate(yaml.safe_load(text[0])) if text.len() else None
+        profile = profile_from_text(text[0]) if text.len() else None
     except (pydantic.ValidationError, yaml.YAMLError):
         profile = None  # a profile of an older format: no link, no prediction
     arm = profile.arms.disaggregated if profile else None

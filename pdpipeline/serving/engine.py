@@ -81,10 +81,15 @@ class ServerSpec:
         return config
 
     @property
+    def side_channel(self) -> tuple[str, int]:
+        """Where this instance's NIXL side channel listens, as the other instances reach it."""
+        return self.side_channel_host or self.advertise_host, self.side_channel_port or 5600
+
+    @property
     def kv_peer(self) -> str:
         """ENGINE_ID@HOST:PORT: how a push decode reaches this prefill's NIXL side channel."""
-        host = self.side_channel_host or self.advertise_host
-        return f"{self.kv_engine_id}@{host}:{self.side_channel_port}"
+        host, port = self.side_channel
+        return f"{self.kv_engine_id}@{host}:{port}"
 
 
 def command(spec: ServerSpec) -> list[str]:
@@ -146,8 +151,9 @@ def environment(spec: ServerSpec, host_env: dict[str, str] | None = None) -> dic
         else:
             env["VLLM_CPU_OMP_THREADS_BIND"] = devices
     if spec.role != "standalone":
-        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = spec.side_channel_host or spec.advertise_host
-        env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(spec.side_channel_port or 5600)
+        host, port = spec.side_channel
+        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = host
+        env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(port)
     env |= spec.env
     return env
 

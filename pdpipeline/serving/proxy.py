@@ -89,9 +89,6 @@ class KvPeer:
             raise ValueError(f"prefill peer {text!r} is not ENGINE_ID@HOST:PORT")
         return cls(engine_id, host, int(port), tp_size)
 
-    def __str__(self) -> str:
-        return f"{self.engine_id}@{self.host}:{self.port}"
-
     def decode_params(self) -> dict:
         """The decode leg's kv_transfer_params, known before the prefill has run.
 
