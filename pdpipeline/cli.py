@@ -1,4 +1,4 @@
-"""`pdpipeline` command line: proxy, bench, plan, kv-cache, tiny-model, sql, campaign."""
+"""`pdpipeline`: proxy, bench, plan, kv-cache, tiny-model, sql, campaign, report, export."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from pdpipeline.errors import PdPipelineError
+from pdpipeline.paths import LOGS_DIR, REPORTS_DIR, WAREHOUSE_PATH, reports_dir
+
+if TYPE_CHECKING:
+    from pdpipeline.warehouse.store import Warehouse
 
 
 def _proxy(args: argparse.Namespace) -> None:
@@ -99,87 +104,79 @@ def _plan(args: argparse.Namespace) -> None:
 
 
 def _campaign(args: argparse.Namespace) -> None:
-    from pdpipeline.compare import markdown
     from pdpipeline.pipeline import run_campaign
     from pdpipeline.profile import load_profile
+    from pdpipeline.report.compare import markdown
     from pdpipeline.report.verdict import headline, verdicts
     from pdpipeline.warehouse.store import Warehouse
 
     load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
-    campaign = run_campaign(args.profile, assets=args.assets)
-    if campaign is None:  # some assets of the latest campaign, not a new one
-        print(f"materialized {', '.join(args.assets)}")
+    campaign = run_campaign(args.profile, assets=args.assets, campaign_id=args.campaign)
+    if args.assets:  # some assets of an existing campaign, not a new one
+        print(f"materialized {', '.join(args.assets)} for campaign {campaign.id}")
         return
     warehouse = Warehouse()
     table = warehouse.query("SELECT * FROM comparison WHERE campaign_id = ?", [campaign.id])
     print(f"\ncampaign {campaign.id}\n\n{headline(verdicts(table))}\n\n{markdown(table)}\n")
-    report = warehouse.path.parent / "reports" / campaign.id / "report.html"
+    report = reports_dir(warehouse.path) / campaign.id / "report.html"
     print(f"report: {report.resolve()}")
     print(
         f'warehouse: {warehouse.path.resolve()}  (pdpipeline sql "SELECT * FROM latest_comparison")'
     )
-    print(f"server logs: .runs/logs/{campaign.id}/")
+    print(f"server logs: {LOGS_DIR / campaign.id}/")
+
+
+def _warehouse(path: str) -> Warehouse:
+    """The warehouse file at `path`; a missing one is a one-line error naming it."""
+    from pdpipeline.warehouse.store import Warehouse
+
+    warehouse = Warehouse(path)
+    if not warehouse.path.is_file():
+        raise PdPipelineError(f"no warehouse at {warehouse.path}: run a campaign first")
+    return warehouse
+
+
+def _stored_campaign(warehouse: Warehouse, campaign: str | None) -> str:
+    """`campaign`, or the latest one, checked to be in the warehouse."""
+    from pdpipeline.campaign import latest_campaign_id, load_campaign
+    from pdpipeline.errors import CampaignNotFoundError
+
+    if campaign is None:
+        return latest_campaign_id(warehouse)
+    if load_campaign(warehouse, campaign) is None:
+        raise CampaignNotFoundError(f"no campaign {campaign} in {warehouse.path}")
+    return campaign
 
 
 def _sql(args: argparse.Namespace) -> None:
-    from pdpipeline.warehouse.store import Warehouse
+    import duckdb
 
-    columns, rows = Warehouse(args.warehouse).execute_readonly(args.query)
+    try:
+        columns, rows = _warehouse(args.warehouse).execute_readonly(args.query)
+    except duckdb.Error as e:  # the user's SQL: DuckDB's message, on one line
+        raise PdPipelineError(" ".join(str(e).split())) from e
     print(format_rows(columns, rows))
-
-
-def _latest(warehouse, campaign: str | None) -> str:
-    if campaign:
-        return campaign
-    return warehouse.query("SELECT campaign_id FROM latest_campaign")["campaign_id"][0]
-
-
-def _compared(warehouse, campaign: str) -> None:
-    """Store the campaign's comparison if its comparison_report never ran (e.g. arms
-    materialized one by one on a remote host), so SQL users find it too."""
-    from pdpipeline.report.build import campaign_comparison
-
-    stored = warehouse.query(
-        "SELECT count(*) AS n FROM comparison WHERE campaign_id = ?", [campaign]
-    )
-    if not stored["n"][0]:
-        table = campaign_comparison(warehouse, campaign)
-        warehouse.replace({"comparison": table}, where={"campaign_id": campaign})
 
 
 def _report(args: argparse.Namespace) -> None:
     from pdpipeline.report.build import build
-    from pdpipeline.warehouse.store import Warehouse
+    from pdpipeline.report.campaign import ensure_comparison
 
-    warehouse = Warehouse(args.warehouse)
-    campaign = _latest(warehouse, args.campaign)
-    _compared(warehouse, campaign)
-    out = args.out or warehouse.path.parent / "reports" / campaign
+    warehouse = _warehouse(args.warehouse)
+    campaign = _stored_campaign(warehouse, args.campaign)
+    ensure_comparison(warehouse, campaign)
+    out = args.out or reports_dir(warehouse.path) / campaign
     report = build(warehouse, campaign, out)
     print(f"{report.summary_md}\n\nreport: {report.html_path}")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from pathlib import Path
+    from pdpipeline.report.export import export_campaign
 
-    from pdpipeline.report.build import CAMPAIGN_TABLES, build
-    from pdpipeline.warehouse.store import Warehouse
-
-    warehouse = Warehouse(args.warehouse)
-    campaign = _latest(warehouse, args.campaign)
-    _compared(warehouse, campaign)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for table in (*CAMPAIGN_TABLES, "handoff_variants"):
-        frame = warehouse.query(f"SELECT * FROM {table} WHERE campaign_id = ?", [campaign])
-        if table == "campaigns":
-            (out / "profile.yaml").write_text(frame["profile_text"][0])
-            frame = frame.drop("profile_text")
-        frame.write_csv(out / f"{table}.csv")
-    requests = warehouse.query("SELECT * FROM requests WHERE campaign_id = ?", [campaign])
-    requests.write_parquet(out / "requests.parquet")
-    report = build(warehouse, campaign, out)
-    print(f"campaign {campaign} exported to {out} (report: {report.html_path})")
+    warehouse = _warehouse(args.warehouse)
+    campaign = _stored_campaign(warehouse, args.campaign)
+    report = export_campaign(warehouse, campaign, args.out)
+    print(f"campaign {campaign} exported to {report.directory} (report: {report.html_path})")
 
 
 def format_rows(columns: list[str], rows: list[tuple]) -> str:
@@ -259,24 +256,30 @@ def parser() -> argparse.ArgumentParser:
         "--assets",
         nargs="+",
         metavar="ASSET",
-        help="only these (e.g. single_node_run): arm by arm against the latest hardware_check",
+        help="only these, arm by arm (e.g. single_node_run): of the latest stored campaign, or "
+        "of a new one when hardware_check is among them",
+    )
+    campaign.add_argument(
+        "--campaign",
+        metavar="ID",
+        help="the campaign (partition key) to materialize instead",
     )
     campaign.set_defaults(func=_campaign)
 
     sql = commands.add_parser("sql", help="read-only SQL on the warehouse")
     sql.add_argument("query")
-    sql.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
+    sql.add_argument("--warehouse", default=str(WAREHOUSE_PATH))
     sql.set_defaults(func=_sql)
 
     report = commands.add_parser("report", help="plots and HTML report of a campaign")
     report.add_argument("campaign", nargs="?", help="campaign id (default: the latest)")
-    report.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
-    report.add_argument("--out", help="default: warehouse/reports/CAMPAIGN/")
+    report.add_argument("--warehouse", default=str(WAREHOUSE_PATH))
+    report.add_argument("--out", help=f"default: {REPORTS_DIR}/CAMPAIGN/")
     report.set_defaults(func=_report)
 
     export = commands.add_parser("export", help="a campaign's tables as CSV/parquet, with report")
     export.add_argument("campaign", nargs="?", help="campaign id (default: the latest)")
-    export.add_argument("--warehouse", default="warehouse/pdpipeline.duckdb")
+    export.add_argument("--warehouse", default=str(WAREHOUSE_PATH))
     export.add_argument("--out", required=True)
     export.set_defaults(func=_export)
 

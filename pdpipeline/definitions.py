@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pdpipeline.defs.arms import disaggregated_run, replicated_run, single_node_run
-from pdpipeline.defs.environment import hardware_check, hosts_meet_arm_needs
+from pdpipeline.defs.environment import hardware_check
 from pdpipeline.defs.kv_cache import kv_cache_analysis
 from pdpipeline.defs.report import comparison_report
 from pdpipeline.defs.resources import ClusterResource, ProfileResource, WarehouseResource
@@ -20,7 +20,6 @@ defs = dg.Definitions(
         disaggregated_run,
         comparison_report,
     ],
-    asset_checks=[hosts_meet_arm_needs],
     resources={
         "profile": ProfileResource(),
         "cluster": ClusterResource(),

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from pdpipeline.launch.base import Launcher
-from pdpipeline.plan import host_python
+from pdpipeline.launch.hosts import host_python
 from pdpipeline.profile import Profile
 
 

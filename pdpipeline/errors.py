@@ -15,16 +15,40 @@ class PortInUseError(PdPipelineError):
     """A port a service needs is already taken on its host."""
 
 
-class ServerStartError(PdPipelineError):
-    """A launched service exited, timed out or was not the one answering."""
+# How much of a log tail a one-line message carries; the whole tail stays on `log_tail`.
+TAIL_LINES_IN_MESSAGE = 8
+TAIL_CHARS_IN_MESSAGE = 800
+
+
+def one_line_tail(log_tail: str) -> str:
+    """The last non-empty lines of a log joined with " | ", its end kept when it is too long."""
+    lines = [" ".join(line.split()) for line in log_tail.splitlines() if line.strip()]
+    text = " | ".join(lines[-TAIL_LINES_IN_MESSAGE:])
+    if len(text) > TAIL_CHARS_IN_MESSAGE:
+        text = "..." + text[-(TAIL_CHARS_IN_MESSAGE - 3) :]
+    return text
+
+
+class ServiceLogError(PdPipelineError):
+    """A service failed; the message, one line, ends with the tail of the service's log."""
 
     def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message + (f"\n--- log tail ---\n{log_tail}" if log_tail else ""))
+        tail = one_line_tail(log_tail)
+        super().__init__(message + (f"; log tail: {tail}" if tail else ""))
         self.log_tail = log_tail
 
 
-class ServerDiedError(ServerStartError):
-    """A service that was healthy stopped while it was being measured."""
+class ServerStartError(ServiceLogError):
+    """A launched service exited, timed out or was not the one answering."""
+
+
+class ServerDiedError(ServiceLogError):
+    """A service that was healthy ended while the arm was running: the cause that wins over the
+    connection errors and failed requests it leads to."""
+
+
+class MetricsScrapeError(PdPipelineError):
+    """A server's /metrics could not be read."""
 
 
 class TeardownError(PdPipelineError):
@@ -41,3 +65,7 @@ class CommandError(PdPipelineError):
 
 class HostCheckError(PdPipelineError):
     """A host does not meet what the profile's arms need (model, engine, NIXL, devices)."""
+
+
+class CampaignNotFoundError(PdPipelineError):
+    """A campaign id (partition key) has no stored record in the warehouse."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from pdpipeline.campaign import Campaign
+from pdpipeline.campaign import Campaign, campaign_id_for, latest_campaign_id, load_campaign
+from pdpipeline.defs.partitions import campaigns
 from pdpipeline.errors import PdPipelineError
+from pdpipeline.paths import WAREHOUSE_PATH
+from pdpipeline.profile import load_profile
+from pdpipeline.warehouse.store import Warehouse
 
 
 class CampaignFailedError(PdPipelineError):
@@ -20,14 +25,26 @@ def run_campaign(
     warehouse_path: str | None = None,
     log_dir: str | None = None,
     assets: list[str] | None = None,
+    campaign_id: str | None = None,
 ) -> Campaign | None:
-    """Materialize every asset (and check) on `profile_path`, or only `assets` of the latest
-    campaign; run history goes to DAGSTER_HOME. Returns the campaign when hardware_check ran."""
+    """Materialize `assets` (default: every asset and check) for campaign partition `campaign_id`.
+
+    Without an id, a new campaign on `profile_path` when hardware_check is selected, else the
+    latest stored one. Run history goes to DAGSTER_HOME. Returns the campaign's stored record."""
     from pdpipeline.definitions import defs
 
     if instance is None:
         has_home = bool(os.environ.get("DAGSTER_HOME"))
         instance = dg.DagsterInstance.get() if has_home else dg.DagsterInstance.ephemeral()
+    warehouse = Warehouse(warehouse_path or WAREHOUSE_PATH)
+    if campaign_id is None:
+        # A selection with hardware_check starts a campaign; one without it continues the latest.
+        if assets and "hardware_check" not in assets:
+            campaign_id = latest_campaign_id(warehouse)
+        else:
+            profile = load_profile(profile_path).profile
+            campaign_id = campaign_id_for(profile.name, datetime.now(UTC))
+    instance.add_dynamic_partitions(campaigns.name, [campaign_id])
     resources: dict = {"profile": {"config": {"path": profile_path}}}
     if warehouse_path:
         resources["warehouse"] = {"config": {"path": warehouse_path}}
@@ -35,6 +52,7 @@ def run_campaign(
         resources["cluster"] = {"config": {"log_dir": log_dir}}
     result = defs.resolve_job_def("campaign").execute_in_process(
         instance=instance,
+        partition_key=campaign_id,
         # Progress lines (INFO) on the console; Dagster's step-by-step DEBUG events stay in the
         # run's event log, visible in the UI.
         run_config={
@@ -45,10 +63,10 @@ def run_campaign(
         raise_on_error=False,
     )
     if not result.success:
-        raise CampaignFailedError(_first_failure(result))
-    if assets and "hardware_check" not in assets:
-        return None
-    return result.output_for_node("hardware_check")
+        done = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+        completed = f"completed: {', '.join(done)}" if done else "no asset completed"
+        raise CampaignFailedError(f"{_first_failure(result)} ({completed})")
+    return load_campaign(warehouse, campaign_id)
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str:

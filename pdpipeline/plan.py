@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from pdpipeline.launch.base import ServiceSpec
+from pdpipeline.launch.hosts import host_python, is_local
 from pdpipeline.profile import HandoffVariant, Host, Placement, Profile
 from pdpipeline.serving.engine import MODULE_ENTRY_POINT, Role, ServerSpec, command, environment
 
@@ -48,15 +48,6 @@ class ArmPlan:
         return [i.server.url for i in self.instances if i.server.role == role]
 
 
-def _is_local(host: Host) -> bool:
-    return host.reach == "local"
-
-
-def host_python(host: Host) -> str:
-    """The interpreter that runs our code (probe, proxy) on the host."""
-    return host.python or (sys.executable if _is_local(host) else "python3")
-
-
 def _engine(host: Host) -> tuple[str, ...]:
     if host.engine:
         return tuple(host.engine)
@@ -65,7 +56,7 @@ def _engine(host: Host) -> tuple[str, ...]:
 
 def _model_dir(profile: Profile, host: Host) -> str:
     # Local relative paths are relative to where the campaign runs (the project root).
-    return str(Path(profile.model.dir).resolve()) if _is_local(host) else profile.model.dir
+    return str(Path(profile.model.dir).resolve()) if is_local(host) else profile.model.dir
 
 
 def server_spec(
@@ -83,22 +74,22 @@ def server_spec(
     # Unpinned instances have no device to key on: key on the slot, so two never share a cache.
     cache_key = "-".join(map(str, devices)) or f"slot{slot}"
     cache_root = f"{host.work_dir}/vllm-cache/{host.device_kind}-{cache_key}"
-    if _is_local(host):
+    if is_local(host):
         cache_root = str(Path(cache_root).resolve())
     return ServerSpec(
         name=name,
         model_dir=_model_dir(profile, host),
         served_model_name=profile.model.served_name,
-        port=v.base_port + slot,
+        port=v.http_port(slot),
         role=role,
-        bind_host="0.0.0.0" if not _is_local(host) else host.address,
+        bind_host="0.0.0.0" if not is_local(host) else host.address,
         advertise_host=host.address,
         entry_point=_engine(host),
         device_kind=host.device_kind,
         devices=devices,
         kv_connector=variant.kv_connector if variant else "",
         kv_connector_extra_config=variant.kv_connector_extra_config if variant else {},
-        side_channel_port=v.side_channel_base_port + slot if role != "standalone" else None,
+        side_channel_port=v.side_channel_port(slot, role),
         side_channel_host=host.kv_address,
         kv_engine_id=token if variant else None,
         dtype=profile.model.dtype,
@@ -141,7 +132,7 @@ def proxy_service(
 ) -> ServiceSpec:
     host = profile.host(profile.proxy.host)
     argv = [host_python(host), "-m", "pdpipeline", "proxy", "--port", str(profile.proxy.port)]
-    argv += ["--host", host.address if _is_local(host) else "0.0.0.0"]
+    argv += ["--host", host.address if is_local(host) else "0.0.0.0"]
     argv += ["--leg-timeout-s", f"{profile.proxy.leg_timeout_s:g}"]
     for server in servers:
         argv += [f"--{'backend' if server.role == 'standalone' else server.role}", server.url]
@@ -165,22 +156,18 @@ def plan_arm(profile: Profile, arm: str, variant: str | None = None) -> ArmPlan:
     """The services one arm (of the disaggregated arm: one handoff variant, by default the
     first) launches, with fresh instance tokens."""
     token = uuid.uuid4().hex[:12]
-    handoff = None
-    roles: list[tuple[Role, Placement]]
-    if arm == "single" and profile.arms.single:
-        roles = [("standalone", profile.arms.single.instance)]
-    elif arm == "replicated" and profile.arms.replicated:
-        roles = [("standalone", p) for p in profile.arms.replicated.instances]
-    elif arm == "disaggregated" and profile.arms.disaggregated:
-        d = profile.arms.disaggregated
-        roles = [("prefill", p) for p in d.prefill] + [("decode", p) for p in d.decode]
-        handoff = d.variant(variant) if variant else d.handoff_variants[0]
-    else:
+    slots = profile.instances(arm)
+    if not slots:
         raise ValueError(f"arm {arm!r} is not in profile {profile.name!r}")
+    handoff = None
+    if arm == "disaggregated" and (d := profile.arms.disaggregated):
+        handoff = d.variant(variant) if variant else d.handoff_variants[0]
     instances = []
-    for slot, (role, placement) in enumerate(roles):
-        name = f"{arm}-{role}-{slot}" if role != "standalone" else f"{arm}-{slot}"
-        server = server_spec(profile, placement, role, name, slot, f"{name}-{token}", handoff)
+    for slot in slots:
+        placement, name = slot.placement, slot.name
+        server = server_spec(
+            profile, placement, slot.role, name, slot.index, f"{name}-{token}", handoff
+        )
         instances.append(
             Instance(
                 profile.host(placement.host),
@@ -188,7 +175,7 @@ def plan_arm(profile: Profile, arm: str, variant: str | None = None) -> ArmPlan:
                 server_service(
                     server,
                     profile.vllm.start_timeout_s,
-                    dict(os.environ) if _is_local(profile.host(placement.host)) else None,
+                    dict(os.environ) if is_local(profile.host(placement.host)) else None,
                 ),
             )
         )

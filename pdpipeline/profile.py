@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
 import yaml
@@ -12,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pdpipeline.errors import ProfileError
 from pdpipeline.loadgen.workload import Lengths
+from pdpipeline.serving.engine import Role
 
 ARMS = ("single", "replicated", "disaggregated")
 Arm = Literal["single", "replicated", "disaggregated"]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Strict(BaseModel):
@@ -74,6 +78,14 @@ class Placement(Strict):
     host: str
     devices: list[int] = Field(default_factory=list)
 
+    @field_validator("devices")
+    @classmethod
+    def _distinct(cls, devices: list[int]) -> list[int]:
+        repeated = sorted({d for d in devices if devices.count(d) > 1})
+        if repeated:
+            raise ValueError(f"device {repeated[0]} is listed twice")
+        return devices
+
 
 class SingleArm(Strict):
     instance: Placement
@@ -84,8 +96,9 @@ class ReplicatedArm(Strict):
 
 
 PUSH_CONNECTOR = "NixlPushConnector"
-# Default variant names for the connectors whose handoff direction is known.
-CONNECTOR_NAMES = {"NixlConnector": "pull", PUSH_CONNECTOR: "push"}
+# The connectors our proxy knows how to hand off between, and their default variant names.
+KvConnector = Literal["NixlConnector", "NixlPushConnector"]
+CONNECTOR_NAMES: dict[str, str] = {"NixlConnector": "pull", PUSH_CONNECTOR: "push"}
 Handoff = Literal["sequential", "concurrent"]
 
 
@@ -96,7 +109,7 @@ class HandoffVariant(Strict):
     """
 
     name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kv_connector: str | None = None
+    kv_connector: KvConnector | None = None
     kv_connector_extra_config: dict = Field(default_factory=dict)
     # sequential: prefill, then decode with the params it returned (pull and push);
     # concurrent: both legs at once, so decode registers its blocks during the prefill (push).
@@ -110,13 +123,17 @@ class HandoffVariant(Strict):
 class DisaggregatedArm(Strict):
     prefill: list[Placement] = Field(min_length=1)
     decode: list[Placement] = Field(min_length=1)
-    kv_connector: str = "NixlConnector"
+    kv_connector: KvConnector = "NixlConnector"
     kv_connector_extra_config: dict = Field(default_factory=dict)
     handoff: Handoff | None = None
     env: dict[str, str] = Field(default_factory=dict)
     # Several variants run one after another in the same campaign, against the same baselines;
     # none: one variant made of the fields above.
     variants: list[HandoffVariant] = Field(default_factory=list)
+    # Named opt-in: this arm's instances may share a device (legitimate on a big GPU, with
+    # gpu_memory_utilization split between them); per-device figures then count a shared
+    # device once per instance on it.
+    allow_shared_devices: bool = False
 
     @model_validator(mode="after")
     def _variants_resolve(self) -> DisaggregatedArm:
@@ -139,7 +156,7 @@ class DisaggregatedArm(Strict):
             connector = v.kv_connector or self.kv_connector
             resolved.append(
                 HandoffVariant(
-                    name=v.name or CONNECTOR_NAMES.get(connector, connector.lower()),
+                    name=v.name or CONNECTOR_NAMES[connector],
                     kv_connector=connector,
                     kv_connector_extra_config=self.kv_connector_extra_config
                     | v.kv_connector_extra_config,
@@ -169,7 +186,7 @@ class Arms(Strict):
 
 class ProxySettings(Strict):
     host: str
-    port: int = 8200
+    port: Port = 8200
     # Each leg (prefill; decode to its last byte) ends with a 504 naming the instance after this.
     leg_timeout_s: float = Field(300.0, gt=0)
 
@@ -177,9 +194,9 @@ class ProxySettings(Strict):
 class VllmSettings(Strict):
     """Arguments shared by every instance of every arm."""
 
-    base_port: int = 8100
-    side_channel_base_port: int = 5600
-    max_model_len: int | None = None
+    base_port: Port = 8100
+    side_channel_base_port: Port = 5600
+    max_model_len: int | None = Field(None, ge=1)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
     enforce_eager: bool = False
@@ -187,6 +204,15 @@ class VllmSettings(Strict):
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     start_timeout_s: float = Field(600, gt=0)
+
+    # Arms run one at a time, so each numbers its instances from 0 and they reuse these ports.
+    def http_port(self, index: int) -> int:
+        """The HTTP port of an arm's instance `index`."""
+        return self.base_port + index
+
+    def side_channel_port(self, index: int, role: Role) -> int | None:
+        """The NIXL side-channel port of an arm's instance `index`; None when standalone."""
+        return None if role == "standalone" else self.side_channel_base_port + index
 
 
 class WorkloadPoint(Strict):
@@ -213,10 +239,10 @@ class WorkloadPoint(Strict):
 class Workload(Strict):
     api: Literal["completions", "chat"] = "completions"
     points: list[WorkloadPoint] = Field(min_length=1)
-    concurrency: list[int] = Field(default_factory=list)
-    request_rates: list[float] = Field(default_factory=list)
+    concurrency: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+    request_rates: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
     burstiness: float = Field(1.0, gt=0)
-    max_concurrency: int | None = None
+    max_concurrency: int | None = Field(None, gt=0)
     requests_per_point: int = Field(32, ge=1)
     warmup_requests: int = Field(4, ge=0)
     repeats: int = Field(1, ge=1)
@@ -232,8 +258,33 @@ class Workload(Strict):
 
 
 class Slo(Strict):
-    ttft_ms: float = 500.0
-    tpot_ms: float = 50.0
+    ttft_ms: float = Field(500.0, gt=0)
+    tpot_ms: float = Field(50.0, gt=0)
+
+
+# The fields that put a service on a port, and what the port is to that service.
+_PORT_FIELDS = {
+    "proxy.port": "the proxy's port",
+    "vllm.base_port": "the HTTP port of ",
+    "vllm.side_channel_base_port": "the NIXL side channel of ",
+}
+
+
+@dataclass(frozen=True)
+class InstanceSlot:
+    """One instance of an arm, in launch order: `index` numbers its name and its ports."""
+
+    arm: Arm
+    role: Role
+    index: int
+    placement: Placement
+    field: str  # where the profile declares it, e.g. arms.disaggregated.decode.0
+
+    @property
+    def name(self) -> str:
+        if self.role == "standalone":
+            return f"{self.arm}-{self.index}"
+        return f"{self.arm}-{self.role}-{self.index}"
 
 
 class Profile(Strict):
@@ -255,31 +306,143 @@ class Profile(Strict):
             problems.append(f"hosts: host names must be unique, got {names}")
         if self.proxy.host not in names:
             problems.append(f"proxy.host: {self.proxy.host!r} is not a host ({', '.join(names)})")
-        for arm, placement in self.placements():
-            if placement.host not in names:
-                problems.append(f"arms.{arm}: host {placement.host!r} is not in hosts")
+        for slot in self.slots():
+            if slot.placement.host not in names:
+                problems.append(f"{slot.field}: host {slot.placement.host!r} is not in hosts")
         for host in self.hosts:
             if host.reach == "ssh" and host.ssh is None:
                 problems.append(f"hosts.{host.name}: reach ssh needs ssh settings")
         if not self.enabled_arms:
             problems.append("arms: enable at least one of single, replicated, disaggregated")
+        if not problems:  # the checks below look hosts up by name
+            problems += self._device_problems() + self._port_problems() + self._length_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
+    def _device_problems(self) -> list[str]:
+        """Placements on devices their host lacks, or that another instance of the arm uses."""
+        problems = []
+        for arm in self.enabled_arms:
+            users: dict[tuple[str, int], list[str]] = defaultdict(list)
+            for slot in self.instances(arm):
+                host = self.host(slot.placement.host)
+                devices = slot.placement.devices
+                if host.device_kind == "cuda" and not devices:
+                    # Unpinned, it would see every GPU and load onto the first, whoever is there.
+                    problems.append(
+                        f"{slot.field}: host {host.name} is cuda: list the GPU(s) of this "
+                        "instance in devices"
+                    )
+                # An empty host list (the default) is "not declared", not "no devices": such a
+                # host's placements are checked by hardware_check against what its probe finds.
+                missing = [d for d in devices if d not in host.devices] if host.devices else []
+                if missing:
+                    problems.append(
+                        f"{slot.field}: device {missing[0]} is not one of host {host.name}'s "
+                        f"devices {host.devices}"
+                    )
+                for device in devices:
+                    users[host.name, device].append(slot.field)
+            d = self.arms.disaggregated
+            if arm == "disaggregated" and d is not None and d.allow_shared_devices:
+                continue
+            for (host_name, device), fields in users.items():
+                if len(fields) > 1:
+                    opt_in = (
+                        " (arms.disaggregated.allow_shared_devices allows it)"
+                        if arm == "disaggregated"
+                        else ""
+                    )
+                    problems.append(
+                        f"{', '.join(fields[1:])}: device {device} of host {host_name} is "
+                        f"already used by {fields[0]}{opt_in}"
+                    )
+        return problems
+
+    def _port_problems(self) -> list[str]:
+        """Ports two services would both bind on one host: within an arm, or beside the proxy
+        (which runs with every arm); arms run one at a time, so they reuse each other's."""
+        # (host, port) -> the field that puts a service there -> the instances it puts there
+        clashes: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
+        for arm in self.enabled_arms:
+            binds: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
+            binds[self.proxy.host, self.proxy.port]["proxy.port"] = []
+            for slot in self.instances(arm):
+                at = slot.placement.host, self.vllm.http_port(slot.index)
+                binds[at].setdefault("vllm.base_port", []).append(slot.name)
+                side = self.vllm.side_channel_port(slot.index, slot.role)
+                if side is not None:
+                    at = slot.placement.host, side
+                    binds[at].setdefault("vllm.side_channel_base_port", []).append(slot.name)
+            for at, users in binds.items():
+                if sum(max(1, len(names)) for names in users.values()) > 1:
+                    for field, names in users.items():
+                        clashes[at].setdefault(field, []).extend(names)
+        # One line per host and pair of fields, however many ports the two ranges share.
+        ports: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
+        for (host_name, port), users in clashes.items():
+            ports[host_name, tuple(f for f in _PORT_FIELDS if f in users)].append(port)
+        problems = []
+        for (host_name, fields), (port, *more) in ports.items():
+            users = clashes[host_name, port]
+            both = " and ".join(
+                _PORT_FIELDS[f] + ", ".join(dict.fromkeys(users[f])) for f in fields
+            )
+            likewise = f" (likewise port(s) {', '.join(map(str, more))})" if more else ""
+            problems.append(
+                f"{', '.join(fields)}: port {port} on host {host_name} is both {both}{likewise}"
+            )
+        return problems
+
+    def _length_problems(self) -> list[str]:
+        """Workload points whose longest request does not fit in vllm.max_model_len."""
+        limit = self.vllm.max_model_len
+        if limit is None:  # the model's own limit: only its servers know it
+            return []
+        problems = []
+        for i, point in enumerate(self.workload.points):
+            prompt, output = Lengths.parse(point.input_len).hi, Lengths.parse(point.output_len).hi
+            if prompt + output > limit:
+                problems.append(
+                    f"workload.points.{i}: input_len {point.input_len} + output_len "
+                    f"{point.output_len} reaches {prompt + output} tokens, more than "
+                    f"vllm.max_model_len {limit}"
+                )
+        return problems
+
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
 
-    def placements(self) -> list[tuple[str, Placement]]:
-        out: list[tuple[str, Placement]] = []
-        if self.arms.single:
-            out.append(("single", self.arms.single.instance))
-        if self.arms.replicated:
-            out += [("replicated", p) for p in self.arms.replicated.instances]
-        if self.arms.disaggregated:
+    def instances(self, arm: str) -> list[InstanceSlot]:
+        """The arm's instances in launch order; none when the arm is not enabled."""
+        roles: list[tuple[Role, str, Placement]] = []
+        if arm == "single" and self.arms.single:
+            roles = [("standalone", "arms.single.instance", self.arms.single.instance)]
+        elif arm == "replicated" and self.arms.replicated:
+            roles = [
+                ("standalone", f"arms.replicated.instances.{i}", p)
+                for i, p in enumerate(self.arms.replicated.instances)
+            ]
+        elif arm == "disaggregated" and self.arms.disaggregated:
             d = self.arms.disaggregated
-            out += [("disaggregated", p) for p in d.prefill + d.decode]
-        return out
+            roles = [
+                ("prefill", f"arms.disaggregated.prefill.{i}", p) for i, p in enumerate(d.prefill)
+            ]
+            roles += [
+                ("decode", f"arms.disaggregated.decode.{i}", p) for i, p in enumerate(d.decode)
+            ]
+        return [
+            InstanceSlot(arm, role, index, placement, field)
+            for index, (role, field, placement) in enumerate(roles)
+        ]
+
+    def slots(self) -> list[InstanceSlot]:
+        """Every enabled arm's instances."""
+        return [slot for arm in self.enabled_arms for slot in self.instances(arm)]
+
+    def placements(self) -> list[tuple[str, Placement]]:
+        return [(slot.arm, slot.placement) for slot in self.slots()]
 
     @property
     def enabled_arms(self) -> list[str]:

@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pdpipeline.launch.base import Launcher, Service
-from pdpipeline.launch.local import LocalLauncher
+from pdpipeline.launch.base import (
+    DEATH_GRACE_S,
+    Launcher,
+    Service,
+    Watched,
+    ensure_all_alive,
+    while_alive,
+)
+from pdpipeline.launch.hosts import launchers_for
 from pdpipeline.loadgen.bench import BenchResult, bench
 from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import MetricDelta, total
@@ -24,11 +31,13 @@ from pdpipeline.loadgen.stats import Slo
 from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests, load_prompt_source
 from pdpipeline.plan import ArmPlan, plan_arms
 from pdpipeline.profile import Profile, Workload
+from pdpipeline.serving import protocol
+from pdpipeline.warehouse.rows import HandoffVariantRow, RequestRow, RunRow, ServerMetricRow
 
 Progress = Callable[[str], None]
 
 # Only these metrics are kept per run: the server's own figures and the proxy's, not runtime noise.
-KEPT_METRIC_PREFIXES = ("vllm:", "pdpipeline_proxy_")
+KEPT_METRIC_PREFIXES = ("vllm:", protocol.METRIC_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -48,14 +57,14 @@ class Point:
 @dataclass
 class ArmResult:
     arm: str
-    runs: list[dict] = field(default_factory=list)
-    requests: list[dict] = field(default_factory=list)
-    server_metrics: list[dict] = field(default_factory=list)
-    handoff_variants: list[dict] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
+    requests: list[RequestRow] = field(default_factory=list)
+    server_metrics: list[ServerMetricRow] = field(default_factory=list)
+    handoff_variants: list[HandoffVariantRow] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
-        return bool(self.runs) and all(r["valid"] for r in self.runs)
+        return bool(self.runs) and all(r.valid for r in self.runs)
 
 
 def workload_points(workload: Workload) -> Iterator[Point]:
@@ -71,20 +80,6 @@ def workload_points(workload: Workload) -> Iterator[Point]:
         for load in loads:
             for repeat in range(workload.repeats):
                 yield Point(Lengths.parse(p.input_len), Lengths.parse(p.output_len), load, repeat)
-
-
-def launchers_for(profile: Profile, log_dir: Path, run_key: str = "") -> dict[str, Launcher]:
-    """One launcher per host of the profile; logs go to `log_dir` here and, on remote hosts, to
-    `WORK_DIR/logs/RUN_KEY` (e.g. campaign/arm)."""
-    launchers: dict[str, Launcher] = {}
-    for host in profile.hosts:
-        if host.reach == "local":
-            launchers[host.name] = LocalLauncher(log_dir / host.name, host.name)
-        else:
-            from pdpipeline.launch.ssh import SshLauncher
-
-            launchers[host.name] = SshLauncher(host, run_key or log_dir.name)
-    return launchers
 
 
 async def start_all(stack: AsyncExitStack, launchers: dict[str, Launcher], plan: ArmPlan) -> dict:
@@ -124,15 +119,15 @@ async def run_arm(
         await _run_plan(plan, profile, campaign_id, log_dir, progress, source, result)
         if (v := plan.variant) is not None:
             result.handoff_variants.append(
-                {
-                    "campaign_id": campaign_id,
-                    "arm": arm,
-                    "variant": v.name,
-                    "kv_connector": v.kv_connector,
-                    "handoff": v.handoff,
-                    "kv_connector_extra_config": json.dumps(v.kv_connector_extra_config),
-                    "env": json.dumps(v.env),
-                }
+                HandoffVariantRow(
+                    campaign_id=campaign_id,
+                    arm=arm,
+                    variant=v.name,
+                    kv_connector=v.kv_connector,
+                    handoff=v.handoff,
+                    kv_connector_extra_config=json.dumps(v.kv_connector_extra_config),
+                    env=json.dumps(v.env),
+                )
             )
     return result
 
@@ -164,6 +159,7 @@ async def _run_plan(
         metrics_urls = {
             service_name: service.url for service_name, (_, service) in services.items()
         }
+        watched = _watched(services, plan)
         async with Client(
             services["proxy"][1].url,
             profile.model.served_name,
@@ -171,17 +167,33 @@ async def _run_plan(
             profile.workload.request_timeout_s,
         ) as client:
             for point in workload_points(profile.workload):
-                run = await _measure(client, source, profile, point, metrics_urls, plan, slo)
-                for launcher, service in services.values():
-                    await launcher.ensure_alive(service)
+                during = f"{point.key} of {name}"
+                # A server that dies mid-point ends the arm with its own error, not with the
+                # connection errors or failed requests that follow from it.
+                run = await while_alive(
+                    _measure(client, source, profile, point, metrics_urls, plan, slo),
+                    watched,
+                    during,
+                )
+                if not run.summary["valid"]:
+                    await ensure_all_alive(watched, during, DEATH_GRACE_S)
                 _collect(result, campaign_id, point, run, plan)
                 progress(f"[{name}] {point.key}: {_one_line(result.runs[-1])}")
 
 
-def _one_line(run: dict) -> str:
-    verdict = "valid" if run["valid"] else f"INVALID: {run['invalid_reason']}"
-    ttft = run["ttft_p50_ms"] or 0.0
-    return f"{run['output_throughput']:.0f} output tok/s, TTFT p50 {ttft:.1f} ms, {verdict}"
+def _watched(services: dict[str, tuple[Launcher, Service]], plan: ArmPlan) -> list[Watched]:
+    """Every service of the plan, named by its role: "decode instance", "proxy"."""
+    roles = {i.server.name: f"{i.server.role} instance" for i in plan.instances}
+    return [
+        Watched(launcher, service, roles.get(name, ""))
+        for name, (launcher, service) in services.items()
+    ]
+
+
+def _one_line(run: RunRow) -> str:
+    verdict = "valid" if run.valid else f"INVALID: {run.invalid_reason}"
+    ttft = run.ttft_p50_ms or 0.0
+    return f"{run.output_throughput:.0f} output tok/s, TTFT p50 {ttft:.1f} ms, {verdict}"
 
 
 async def _measure(client, source, profile, point, metrics_urls, plan, slo) -> BenchResult:
@@ -221,52 +233,60 @@ def _collect(
     if kv["kv_failed_transfers"]:
         summary["valid"], reason = False, f"{kv['kv_failed_transfers']:.0f} failed NIXL transfer(s)"
     result.runs.append(
-        {
-            "run_id": run_id,
-            "campaign_id": campaign_id,
-            "arm": arm,
-            "variant": variant,
-            "point": point.key,
-            "input_len": str(point.input_len),
-            "output_len": str(point.output_len),
-            "concurrency": point.load.concurrency,
-            "request_rate": point.load.request_rate,
-            "repeat": point.repeat,
-            "instances": len(plan.instances),
+        RunRow(
+            run_id=run_id,
+            campaign_id=campaign_id,
+            arm=arm,
+            variant=variant,
+            point=point.key,
+            input_len=str(point.input_len),
+            output_len=str(point.output_len),
+            concurrency=point.load.concurrency,
+            request_rate=point.load.request_rate,
+            repeat=point.repeat,
+            instances=len(plan.instances),
             **summary,
-            "invalid_reason": None if summary["valid"] else reason,
-            "started_at": datetime.fromtimestamp(
+            invalid_reason=None if summary["valid"] else reason,
+            started_at=datetime.fromtimestamp(
                 min((r.sent_at for r in run.records), default=time.time()), UTC
             ),
             **kv,
-        }
+        )
     )
     for record in run.records:
         row = record.row()
-        row["itl_s"] = json.dumps(row["itl_s"])
-        row["request_index"] = row.pop("index")
+        index, itl = row.pop("index"), row.pop("itl_s")
         result.requests.append(
-            {"run_id": run_id, "campaign_id": campaign_id, "arm": arm, "variant": variant, **row}
+            RequestRow(
+                run_id=run_id,
+                campaign_id=campaign_id,
+                arm=arm,
+                variant=variant,
+                request_index=index,
+                itl_s=json.dumps(itl),
+                **row,
+            )
         )
     for m in kept:
         result.server_metrics.append(
-            {
-                "run_id": run_id,
-                "campaign_id": campaign_id,
-                "arm": arm,
-                "variant": variant,
-                "server": m.server,
-                "name": m.name,
-                "labels": m.labels,
-                "before": m.before,
-                "after": m.after,
-                "delta": m.delta,
-            }
+            ServerMetricRow(
+                run_id=run_id,
+                campaign_id=campaign_id,
+                arm=arm,
+                variant=variant,
+                server=m.server,
+                name=m.name,
+                labels=m.labels,
+                before=m.before,
+                after=m.after,
+                delta=m.delta,
+            )
         )
 
 
-def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict:
-    """KV moved between prefill and decode instances during one run, from their NIXL metrics.
+def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict[str, float]:
+    """KV moved between prefill and decode instances during one run, from their NIXL metrics,
+    by the names of `RunRow`'s KV columns.
 
     The side that completes a transfer records it: decode in pull mode (NixlConnector), prefill
     in push mode (NixlPushConnector); summing both sides counts each transfer once either way.
@@ -282,5 +302,5 @@ def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict:
         "kv_external_tokens": total(
             on_decode, "vllm:prompt_tokens_by_source_total", source="external_kv_transfer"
         ),
-        "kv_params_missing": total(metrics, "pdpipeline_proxy_kv_params_missing_total"),
+        "kv_params_missing": total(metrics, protocol.KV_PARAMS_MISSING_TOTAL),
     }

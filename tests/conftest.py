@@ -1,12 +1,19 @@
-"""Shared fixtures: the tiny model and free loopback ports."""
+"""Shared fixtures and helpers: the tiny model, free loopback ports, a server killed mid-run."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 
+import aiohttp
+import psutil
 import pytest
 
+from pdpipeline.loadgen.metrics import parse
 from pdpipeline.serving.tinymodel import build_tiny_model, is_built
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +94,40 @@ def local_profile_data(model_dir: Path, **workload) -> dict:
         }
         | workload,
     }
+
+
+def listening_groups(ports: list[int]) -> dict[int, int]:
+    """Port -> process group of the process listening on it, for the ports that have one."""
+    groups = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports and conn.pid:
+            try:
+                groups[conn.laddr.port] = os.getpgid(conn.pid)
+            except ProcessLookupError:
+                continue
+    return groups
+
+
+async def kill_once_serving(url: str, port: int, ports: list[int]) -> tuple[float, set[int]]:
+    """SIGKILL the process group of the server at `url` (listening on `port`) as soon as its
+    metrics show a request, i.e. while a run is under way.
+
+    Returns when it was killed and the process groups then listening on `ports` (the arm's),
+    for checking afterwards that none is left."""
+    busy = ("vllm:num_requests_running", "vllm:request_success_total")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            try:
+                async with session.get(url + "/metrics") as response:
+                    metrics = parse(await response.text())
+                if sum(v for (name, _), v in metrics.items() if name in busy) > 0:
+                    break
+            except aiohttp.ClientError:
+                pass  # not started yet
+            await asyncio.sleep(0.05)
+    groups = listening_groups(ports)
+    os.killpg(groups[port], signal.SIGKILL)
+    return time.monotonic(), set(groups.values())
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import asyncio
 
 from aiohttp import web
 
-from pdpipeline.loadgen.client import Client, server_timing
+from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.stats import summarize
 from pdpipeline.loadgen.workload import RequestSpec
+from pdpipeline.serving.protocol import server_timing
 from tests.conftest import free_port
 
 

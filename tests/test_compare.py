@@ -9,7 +9,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pdpipeline.compare import KvLink, arm_label, compare, link_between, markdown
+from pdpipeline.report.compare import (
+    KvLink,
+    arm_label,
+    compare,
+    link_between,
+    markdown,
+    with_current_columns,
+)
 from pdpipeline.report.verdict import headline, verdicts
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -180,7 +187,7 @@ def test_runs_without_a_variant_column_are_one_variant():
         pl.col("input_len", "output_len").cast(pl.Utf8)
     )
     assert "variant" not in runs.columns
-    table = compare(runs)
+    table = compare(with_current_columns(runs))
     assert table.filter(pl.col("arm") == "disaggregated")["variant"].null_count() == 6
     assert "| 512 | 128 | c=32 | disaggregated | 2 |" in markdown(table)
     line = headline(verdicts(table))
@@ -224,7 +231,7 @@ def test_a_published_comparison_without_variant_or_link_columns():
         pl.col("input_len", "output_len").cast(pl.Utf8)
     )
     assert "variant" not in published.columns and "kv_link" not in published.columns
-    text = markdown(published)
+    text = markdown(with_current_columns(published))
     assert "| 512 | 128 | c=32 | disaggregated | 2 |" in text
     kv_rows = [line for line in text.splitlines() if line.startswith("| 512 | c=32 |")]
     assert len(kv_rows) == 1 and kv_rows[0].endswith("| – | – |")

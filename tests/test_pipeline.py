@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -44,6 +46,37 @@ def test_definitions_load_with_schedule():
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "UTC"
     assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == set(ASSETS)
+    job = defs.resolve_job_def("campaign")
+    assert job.partitions_def.name == "campaign"
+
+
+def test_nightly_schedule_adds_a_campaign_partition_and_runs_it():
+    from pdpipeline.definitions import defs
+
+    schedule = defs.resolve_schedule_def("nightly_campaign")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 28, 2, 0, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        request = schedule.evaluate_tick(context).run_requests[0]
+        assert request.partition_key == "local-20261128T020000Z"
+        assert instance.get_dynamic_partitions("campaign") == ["local-20261128T020000Z"]
+
+
+def test_an_arm_of_an_unknown_campaign_fails_naming_it(tmp_path, tiny_model):
+    data = local_profile_data(tiny_model)
+    with pytest.raises(CampaignFailedError, match="campaign no-such-campaign has no record"):
+        run_campaign(
+            write_profile(tmp_path / "p.yaml", data),
+            instance=dg.DagsterInstance.ephemeral(),
+            warehouse_path=str(tmp_path / "w.duckdb"),
+            log_dir=str(tmp_path / "logs"),
+            assets=["single_node_run"],
+            campaign_id="no-such-campaign",
+        )
+    assert not (tmp_path / "logs").exists()
 
 
 def test_missing_model_dir_stops_the_campaign_before_any_server(tmp_path, tiny_model):
@@ -192,8 +225,11 @@ def test_failed_arm_leaves_no_partial_rows(campaign):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", data["proxy"]["port"]))
         blocker.listen()
-        with pytest.raises(CampaignFailedError, match=f"port {data['proxy']['port']}"):
+        with pytest.raises(CampaignFailedError, match=f"port {data['proxy']['port']}") as failed:
             run_campaign(profile_path, assets=["single_node_run"], **kwargs)
+    # One line, saying which assets (none here) did complete.
+    assert str(failed.value).endswith("(no asset completed)")
+    assert "\n" not in str(failed.value)
     after = warehouse.query("SELECT run_id, started_at FROM runs WHERE arm = 'single'")
     assert after.equals(before)
     assert json.loads(warehouse.query("SELECT versions FROM campaigns")["versions"][0])[
@@ -221,6 +257,11 @@ def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
             for name in ASSETS:
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(SCREENSHOTS / "dagster-ui-asset-graph.png"))
+            # Each campaign is a partition: the arm's page lists the campaign's key.
+            page.goto(f"http://127.0.0.1:{port}/assets/disaggregated_run?view=partitions")
+            dismiss_welcome(page)
+            expect(page.get_by_text(result.id).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SCREENSHOTS / "dagster-ui-campaign-partition.png"))
             page.goto(f"http://127.0.0.1:{port}/assets/comparison_report")
             dismiss_welcome(page)
             # The summary (a figure and tables) is long, so the UI folds it behind a link.
@@ -235,3 +276,77 @@ def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
     assert dagster_group
     assert not [pid for pid in dagster_group if psutil.pid_exists(pid) and group_alive(pid)]
     assert (SCREENSHOTS / "dagster-ui-comparison-report.png").stat().st_size > 10_000
+
+
+@pytest.mark.vllm
+def test_terminating_a_run_stops_every_process_and_writes_no_rows(tmp_path, tiny_model):
+    """A campaign run launched through Dagster's API (as the UI does) and terminated mid-arm."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    data = local_profile_data(
+        tiny_model, points=[{"input_len": 64, "output_len": 400}], requests_per_point=40
+    )
+    data["arms"] = {"single": data["arms"]["single"]}
+    profile_path = write_profile(tmp_path / "p.yaml", data)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    warehouse_path, logs = tmp_path / "w.duckdb", tmp_path / "logs"
+    port = free_port()
+    env = os.environ | {"DAGSTER_HOME": str(home), "PDPIPELINE_PROFILE": profile_path}
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "pdpipeline.ui", "--port", str(port)], env=env, cwd=ROOT
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", 180)
+        campaign_id = "test-local-cancelled"
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions("campaign", [campaign_id])
+            client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+            run_id = client.submit_job_execution(
+                "campaign",
+                run_config={
+                    "resources": {
+                        "warehouse": {"config": {"path": str(warehouse_path)}},
+                        "cluster": {"config": {"log_dir": str(logs)}},
+                    }
+                },
+                tags={"dagster/partition": campaign_id},
+            )
+            # The arm is measuring once its proxy answers (it starts after the servers).
+            wait_for_http(f"http://127.0.0.1:{data['proxy']['port']}/health", 300)
+            server_pids = _pids_on_port(data["vllm"]["base_port"])
+            assert server_pids
+            client.terminate_run(run_id)
+            status = _wait_for_run_end(instance, run_id, 180)
+            check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+                [dg.AssetCheckKey(dg.AssetKey("single_node_run"), "all_runs_valid")]
+            )
+    finally:
+        ui.terminate()
+        ui.wait(60)
+    assert status == dg.DagsterRunStatus.CANCELED
+    record = next(iter(check.values()))
+    assert not record.event.asset_check_evaluation.passed
+    assert record.event.asset_check_evaluation.description.startswith("cancelled")
+    assert not [pid for pid in server_pids if psutil.pid_exists(pid) and group_alive(pid)]
+    assert not _pids_on_port(data["proxy"]["port"])
+    runs = Warehouse(warehouse_path).query("SELECT count(*) AS n FROM runs")["n"][0]
+    assert runs == 0
+
+
+def _pids_on_port(port: int) -> list[int]:
+    return [
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+    ]
+
+
+def _wait_for_run_end(instance: dg.DagsterInstance, run_id: str, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            return run.status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} did not end within {timeout_s} s of its termination")

@@ -83,6 +83,20 @@ def test_side_channel_ports_are_unique_and_checked_free(local_profile: Profile):
         assert int(instance.service.env["VLLM_NIXL_SIDE_CHANNEL_PORT"]) in instance.service.ports
 
 
+@pytest.mark.parametrize("arm", ["single", "replicated", "disaggregated"])
+def test_plan_binds_the_ports_the_profile_checks(local_profile: Profile, arm: str):
+    # The profile refuses port clashes using the same slots and arithmetic the plan launches.
+    v = local_profile.vllm
+    expected = [
+        (s.name, (v.http_port(s.index), v.side_channel_port(s.index, s.role)))
+        for s in local_profile.instances(arm)
+    ]
+    plan = plan_arm(local_profile, arm)
+    assert [(i.service.name, i.service.ports) for i in plan.instances] == [
+        (name, tuple(port for port in ports if port is not None)) for name, ports in expected
+    ]
+
+
 def test_standalone_instances_have_no_side_channel(local_profile: Profile):
     for instance in plan_arm(local_profile, "replicated").instances:
         assert "VLLM_NIXL_SIDE_CHANNEL_PORT" not in instance.service.env

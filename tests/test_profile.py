@@ -87,6 +87,21 @@ def _no_load(data: dict) -> None:
     data["workload"].pop("request_rates", None)
 
 
+def _port_of(field: str, *, to: str, offset: int = 0) -> Callable[[dict], None]:
+    """Set the `field` port to the vllm port range `to` starts, plus `offset`."""
+
+    def mutate(data: dict) -> None:
+        section, key = field.split(".")
+        data[section][key] = data["vllm"][to] + offset
+
+    return mutate
+
+
+def _unpinned_on_cuda(data: dict) -> None:
+    data["hosts"][0]["device_kind"] = "cuda"
+    data["arms"]["single"]["instance"]["devices"] = []
+
+
 # (mutation of a valid profile, text naming the field, text of the complaint)
 MALFORMED = {
     "concurrency-not-int": (
@@ -177,6 +192,135 @@ MALFORMED = {
         "hosts.remote",
         "reach ssh needs ssh settings",
     ),
+    "concurrency-negative": (
+        _set("workload", "concurrency", value=[4, -1]),
+        "workload.concurrency.1:",
+        "greater than 0",
+    ),
+    "concurrency-zero": (
+        _set("workload", "concurrency", value=[0]),
+        "workload.concurrency.0:",
+        "greater than 0",
+    ),
+    "request-rate-negative": (
+        _set("workload", "request_rates", value=[-2.5]),
+        "workload.request_rates.0:",
+        "greater than 0",
+    ),
+    "request-rate-zero": (
+        _set("workload", "request_rates", value=[0]),
+        "workload.request_rates.0:",
+        "greater than 0",
+    ),
+    "max-concurrency-zero": (
+        _set("workload", "max_concurrency", value=0),
+        "workload.max_concurrency:",
+        "greater than 0",
+    ),
+    "slo-ttft-negative": (
+        _set("slo", value={"ttft_ms": -500}),
+        "slo.ttft_ms:",
+        "greater than 0",
+    ),
+    "slo-tpot-zero": (_set("slo", value={"tpot_ms": 0}), "slo.tpot_ms:", "greater than 0"),
+    "single-device-not-on-host": (
+        _set("arms", "single", "instance", "devices", value=[7]),
+        "arms.single.instance:",
+        "device 7 is not one of host local's devices [0, 1]",
+    ),
+    "replica-device-not-on-host": (
+        _set("arms", "replicated", "instances", 1, "devices", value=[7]),
+        "arms.replicated.instances.1:",
+        "device 7 is not one of host local's devices [0, 1]",
+    ),
+    "prefill-device-not-on-host": (
+        _set("arms", "disaggregated", "prefill", 0, "devices", value=[7]),
+        "arms.disaggregated.prefill.0:",
+        "device 7 is not one of host local's devices [0, 1]",
+    ),
+    "decode-device-not-on-host": (
+        _set("arms", "disaggregated", "decode", 0, "devices", value=[1, 7]),
+        "arms.disaggregated.decode.0:",
+        "device 7 is not one of host local's devices [0, 1]",
+    ),
+    "prompt-longer-than-max-model-len": (
+        _set("workload", "points", value=[{"input_len": 1000, "output_len": 64}]),
+        "workload.points.0:",
+        "input_len 1000 + output_len 64 reaches 1064 tokens, more than vllm.max_model_len 1024",
+    ),
+    "length-range-longer-than-max-model-len": (
+        _set("workload", "points", value=[{"input_len": "256:1000", "output_len": "16:32"}]),
+        "workload.points.0:",
+        "reaches 1032 tokens, more than vllm.max_model_len 1024",
+    ),
+    "max-model-len-zero": (
+        _set("vllm", "max_model_len", value=0),
+        "vllm.max_model_len:",
+        "greater than or equal to 1",
+    ),
+    "proxy-port-is-an-http-port": (
+        _port_of("proxy.port", to="base_port"),
+        "proxy.port, vllm.base_port:",
+        "is both the proxy's port and the HTTP port of single-0, replicated-0, "
+        "disaggregated-prefill-0",
+    ),
+    "proxy-port-is-a-side-channel": (
+        _port_of("proxy.port", to="side_channel_base_port", offset=1),
+        "proxy.port, vllm.side_channel_base_port:",
+        "is both the proxy's port and the NIXL side channel of disaggregated-decode-1",
+    ),
+    "side-channels-overlap-http-ports": (
+        _port_of("vllm.side_channel_base_port", to="base_port", offset=1),
+        "vllm.base_port, vllm.side_channel_base_port:",
+        "is both the HTTP port of disaggregated-decode-1 and the NIXL side channel of "
+        "disaggregated-prefill-0",
+    ),
+    "side-channels-are-http-ports": (
+        _port_of("vllm.side_channel_base_port", to="base_port"),
+        "vllm.base_port, vllm.side_channel_base_port:",
+        "(likewise port(s) ",
+    ),
+    "base-port-out-of-range": (
+        _set("vllm", "base_port", value=70000),
+        "vllm.base_port:",
+        "less than or equal to 65535",
+    ),
+    "proxy-port-zero": (
+        _set("proxy", "port", value=0),
+        "proxy.port:",
+        "greater than or equal to 1",
+    ),
+    "unknown-kv-connector": (
+        _set("arms", "disaggregated", "kv_connector", value="FooConnector"),
+        "arms.disaggregated.kv_connector:",
+        "'NixlConnector' or 'NixlPushConnector'",
+    ),
+    "unknown-variant-kv-connector": (
+        _set("arms", "disaggregated", "variants", value=[{}, {"kv_connector": "FooConnector"}]),
+        "arms.disaggregated.variants.1.kv_connector:",
+        "'NixlConnector' or 'NixlPushConnector'",
+    ),
+    "prefill-and-decode-share-a-device": (
+        _set("arms", "disaggregated", "decode", 0, "devices", value=[0]),
+        "arms.disaggregated.decode.0:",
+        "device 0 of host local is already used by arms.disaggregated.prefill.0 "
+        "(arms.disaggregated.allow_shared_devices allows it)",
+    ),
+    "replicas-share-a-device": (
+        _set("arms", "replicated", "instances", 1, "devices", value=[0]),
+        "arms.replicated.instances.1:",
+        "device 0 of host local is already used by arms.replicated.instances.0",
+    ),
+    "device-listed-twice": (
+        _set("arms", "single", "instance", "devices", value=[1, 1]),
+        "arms.single.instance.devices:",
+        "device 1 is listed twice",
+    ),
+    "cuda-placement-without-devices": (
+        _unpinned_on_cuda,
+        "arms.single.instance:",
+        "host local is cuda: list the GPU(s) of this instance in devices",
+    ),
 }
 
 
@@ -210,6 +354,46 @@ def test_ssh_host_with_settings_loads(tmp_path: Path, valid: dict):
     )
     profile = load_profile(write_profile(tmp_path, valid)).profile
     assert profile.host("remote").ssh.user == "bench"
+
+
+def test_lengths_that_fill_max_model_len_exactly_load(tmp_path: Path, valid: dict):
+    valid["workload"]["points"] = [{"input_len": "256:1000", "output_len": 24}]
+    assert load_profile(write_profile(tmp_path, valid)).profile.vllm.max_model_len == 1024
+
+
+def test_lengths_are_unchecked_without_max_model_len(tmp_path: Path, valid: dict):
+    del valid["vllm"]["max_model_len"]
+    valid["workload"]["points"] = [{"input_len": 100_000, "output_len": 64}]
+    assert load_profile(write_profile(tmp_path, valid)).profile.vllm.max_model_len is None
+
+
+def test_devices_are_unchecked_on_a_host_that_lists_none(tmp_path: Path, valid: dict):
+    # Not declared: hardware_check checks the placement against the devices the host has.
+    valid["hosts"][0]["devices"] = []
+    valid["arms"]["single"]["instance"]["devices"] = [7]
+    assert load_profile(write_profile(tmp_path, valid)).profile.host("local").devices == []
+
+
+def test_prefill_and_decode_may_share_a_device_when_allowed(tmp_path: Path, valid: dict):
+    valid["arms"]["disaggregated"]["decode"][0]["devices"] = [0]
+    valid["arms"]["disaggregated"]["allow_shared_devices"] = True
+    d = load_profile(write_profile(tmp_path, valid)).profile.arms.disaggregated
+    assert d is not None and d.prefill[0].devices == d.decode[0].devices == [0]
+
+
+def test_arms_reuse_each_others_devices_and_ports(tmp_path: Path, valid: dict):
+    # Arms run one at a time: single-0, replicated-0 and disaggregated-prefill-0 all take
+    # device 0 and the first HTTP port.
+    profile = load_profile(write_profile(tmp_path, valid)).profile
+    first = [profile.instances(arm)[0] for arm in profile.enabled_arms]
+    assert {(s.placement.devices[0], profile.vllm.http_port(s.index)) for s in first} == {
+        (0, profile.vllm.base_port)
+    }
+
+
+def test_cpu_placement_without_devices_loads(tmp_path: Path, valid: dict):
+    valid["arms"]["single"]["instance"]["devices"] = []
+    assert load_profile(write_profile(tmp_path, valid)).profile.arms.single.instance.devices == []
 
 
 def test_each_malformed_field_has_its_own_line(tmp_path: Path, valid: dict):

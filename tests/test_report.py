@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 import yaml
 
-from pdpipeline.report.build import build, campaign_comparison
+from pdpipeline.report.build import build
+from pdpipeline.report.campaign import campaign_comparison
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse

@@ -16,7 +16,8 @@ import aiohttp
 import psutil
 import pytest
 
-from pdpipeline.errors import PortInUseError, ServerStartError
+from pdpipeline.errors import PortInUseError, ServerDiedError, ServerStartError
+from pdpipeline.launch.hosts import launchers_for
 from pdpipeline.launch.local import LocalLauncher, port_is_free
 from pdpipeline.loadgen.bench import bench
 from pdpipeline.loadgen.client import Client
@@ -25,9 +26,9 @@ from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
 from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.profile import Profile
-from pdpipeline.runner import kv_transfer_figures, launchers_for, start_all
-from pdpipeline.serving.proxy import REQUEST_ID_HEADER
-from tests.conftest import free_port, local_profile_data
+from pdpipeline.runner import kv_transfer_figures, run_arm, start_all
+from pdpipeline.serving.protocol import REQUEST_ID_HEADER
+from tests.conftest import free_port, kill_once_serving, local_profile_data
 
 pytestmark = pytest.mark.vllm
 
@@ -300,3 +301,52 @@ async def test_server_dying_at_start_reports_its_log_tail(profile, tmp_path):
         if p.info["cmdline"] and json.dumps(spec.identity_token) in json.dumps(p.info["cmdline"])
     ]
     assert leftover == []
+
+
+# Long enough that a run is still under way when its first request reaches a server: 8 requests
+# of 512 output tokens, four at a time, with no warm-up before the measured ones.
+LONG_RUN = {
+    "points": [{"input_len": 256, "output_len": 512}],
+    "warmup_requests": 0,
+    "request_timeout_s": 300,
+}
+
+
+def arm_ports(plan) -> list[int]:
+    return [p for i in plan.instances for p in i.service.ports] + [plan.proxy.port]
+
+
+@pytest.mark.parametrize(
+    ("arm", "role"),
+    [("single", "standalone"), ("disaggregated", "prefill"), ("disaggregated", "decode")],
+)
+async def test_server_killed_mid_run_ends_the_arm_with_one_line_naming_it(
+    tiny_model, tmp_path, arm, role
+):
+    """The dead server's error, not the connection errors it causes, ends the arm, at once;
+    every process of the arm is stopped and no row comes back."""
+    profile = Profile.model_validate(local_profile_data(tiny_model, **LONG_RUN))
+    plan = plan_arm(profile, arm)
+    victim = next(i for i in plan.instances if i.server.role == role)
+    killer = asyncio.create_task(
+        kill_once_serving(victim.server.url, victim.service.port, arm_ports(plan))
+    )
+    try:
+        with pytest.raises(ServerDiedError) as died:
+            await run_arm(profile, arm, "killed", tmp_path / "logs")
+        ended_at = time.monotonic()
+    finally:
+        killer.cancel()
+    killed_at, groups = await killer
+    message = str(died.value)
+    print(message, f"[{ended_at - killed_at:.1f} s after the kill]")
+    assert "\n" not in message
+    assert message.startswith(
+        f"{role} instance {victim.server.name} on host local port {victim.service.port} "
+        "ended (killed by SIGKILL) during in256-out512-c4-rep0"
+    )
+    assert "; log tail: " in message
+    # Found by the watcher within seconds (teardown included), not at a request's timeout.
+    assert ended_at - killed_at < 60
+    assert not any(group_alive(g) for g in groups)
+    assert all(port_is_free("127.0.0.1", p) for p in arm_ports(plan))

@@ -14,16 +14,16 @@ import psutil
 import pytest
 import yaml
 
-from pdpipeline.errors import HostUnreachableError, ServerStartError
+from pdpipeline.errors import HostUnreachableError, ServerDiedError, ServerStartError
 from pdpipeline.launch.ssh import SshLauncher
 from pdpipeline.pipeline import run_campaign
 from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.profile import Profile
 from pdpipeline.runner import run_arm
 from pdpipeline.warehouse.store import Warehouse
-from tests.conftest import free_port, local_profile_data
+from tests.conftest import free_port, kill_once_serving, local_profile_data
 from tests.sshd import Sshd, keygen
-from tests.test_serving_stack import group_alive
+from tests.test_serving_stack import LONG_RUN, arm_ports, group_alive
 
 pytestmark = pytest.mark.ssh
 
@@ -118,6 +118,38 @@ async def test_cancelled_arm_leaves_no_remote_process(sshd, tiny_model, tmp_path
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not [pid for pid in pids if group_alive(pid)]
+    assert remote_pids(tmp_path) == []
+
+
+@pytest.mark.vllm
+async def test_remote_server_killed_mid_run_ends_the_arm_with_one_line_naming_it(
+    sshd, tiny_model, tmp_path
+):
+    """Killed with its whole process group, the remote server's status is still known: the
+    shell that waits for it lives in a session of its own."""
+    data = ssh_profile(tiny_model, sshd, tmp_path).model_dump(exclude_none=True)
+    data["workload"] |= LONG_RUN
+    profile = Profile.model_validate(data)
+    plan = plan_arm(profile, "single")
+    victim = plan.instances[0]
+    killer = asyncio.create_task(
+        kill_once_serving(victim.server.url, victim.service.port, arm_ports(plan))
+    )
+    try:
+        with pytest.raises(ServerDiedError) as died:
+            await run_arm(profile, "single", "killed", tmp_path / "logs", print)
+    finally:
+        killer.cancel()
+    _, groups = await killer
+    message = str(died.value)
+    print(message)
+    assert "\n" not in message
+    assert message.startswith(
+        f"standalone instance single-0 on host local port {victim.service.port} "
+        "ended (killed by SIGKILL) during in256-out512-c4-rep0"
+    )
+    assert "; log tail: " in message
+    assert not any(group_alive(g) for g in groups)
     assert remote_pids(tmp_path) == []
 
 

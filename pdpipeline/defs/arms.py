@@ -1,10 +1,11 @@
 """The three arms: the same runner, workload, client and proxy path for each."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
-from pdpipeline.campaign import Campaign
+from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import ClusterResource, WarehouseResource
-from pdpipeline.errors import HostCheckError
 
 ARM_ASSETS = {
     "single": "single_node_run",
@@ -24,6 +25,8 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
         name=ARM_ASSETS[arm],
         group_name="benchmark",
         description=DESCRIPTIONS[arm],
+        partitions_def=campaigns,
+        deps=["hardware_check"],
         # One arm on the cluster at a time, also across runs.
         pool="cluster",
         check_specs=[
@@ -36,15 +39,14 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
     )
     def run(
         context: dg.AssetExecutionContext,
-        hardware_check: Campaign,
         cluster: ClusterResource,
         warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
-        if hardware_check.unmet_needs:
-            raise HostCheckError("; ".join(hardware_check.unmet_needs))
-        if arm not in hardware_check.profile.enabled_arms:
-            context.log.info(f"profile {hardware_check.profile.name} has no {arm} arm")
-            return dg.MaterializeResult(
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        # A campaign whose hosts failed hardware_check has no record: this stops here.
+        campaign = stored_campaign(context, warehouse)
+        if arm not in campaign.profile.enabled_arms:
+            context.log.info(f"profile {campaign.profile.name} has no {arm} arm")
+            yield dg.MaterializeResult(
                 metadata={"skipped": True},
                 check_results=[
                     dg.AssetCheckResult(
@@ -52,7 +54,18 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                     )
                 ],
             )
-        result = cluster.run_arm(hardware_check, arm, context.log)
+            return
+        try:
+            result = cluster.run_arm(campaign, arm, context.log)
+        except dg.DagsterExecutionInterruptedError:
+            # Terminated (e.g. from the UI): the arm's processes were stopped on the way out.
+            yield dg.AssetCheckResult(
+                check_name="all_runs_valid",
+                passed=False,
+                description="cancelled: the run was terminated before the arm finished; "
+                "no rows were written",
+            )
+            raise
         # All rows of the arm in one transaction, only after every point was measured.
         warehouse.store.replace(
             {
@@ -61,16 +74,16 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 "server_metrics": result.server_metrics,
                 "handoff_variants": result.handoff_variants,
             },
-            where={"campaign_id": hardware_check.id, "arm": arm},
+            where={"campaign_id": campaign.id, "arm": arm},
         )
-        invalid = [r for r in result.runs if not r["valid"]]
-        return dg.MaterializeResult(
+        invalid = [r for r in result.runs if not r.valid]
+        yield dg.MaterializeResult(
             metadata={
-                "campaign_id": hardware_check.id,
+                "campaign_id": campaign.id,
                 "runs": len(result.runs),
                 "invalid_runs": len(invalid),
                 "requests": len(result.requests),
-                "best_output_tok_per_s": max(r["output_throughput"] for r in result.runs),
+                "best_output_tok_per_s": max(r.output_throughput for r in result.runs),
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -79,7 +92,7 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                     description=(
                         "every run valid"
                         if not invalid
-                        else f"{len(invalid)} invalid: {invalid[0]['invalid_reason']}"
+                        else f"{len(invalid)} invalid: {invalid[0].invalid_reason}"
                     ),
                 )
             ],

@@ -4,12 +4,12 @@ import base64
 
 import dagster as dg
 
-from pdpipeline.campaign import Campaign
-from pdpipeline.compare import arm_label
 from pdpipeline.defs.arms import ARM_ASSETS
+from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
-from pdpipeline.kvcache import KVLayout
-from pdpipeline.report.build import build, campaign_comparison
+from pdpipeline.report.build import build
+from pdpipeline.report.campaign import campaign_comparison
+from pdpipeline.report.compare import arm_label
 from pdpipeline.report.regression import regressions
 
 
@@ -20,7 +20,8 @@ class ReportConfig(dg.Config):
 
 @dg.asset(
     group_name="benchmark",
-    deps=list(ARM_ASSETS.values()),
+    partitions_def=campaigns,
+    deps=["kv_cache_analysis", *ARM_ASSETS.values()],
     check_specs=[
         dg.AssetCheckSpec(
             "campaign_runs_valid",
@@ -36,28 +37,26 @@ class ReportConfig(dg.Config):
     ],
 )
 def comparison_report(
-    config: ReportConfig,
-    hardware_check: Campaign,
-    kv_cache_analysis: KVLayout,
-    warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
-    runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [hardware_check.id])
-    table = campaign_comparison(warehouse.store, hardware_check.id, kv_cache_analysis)
+    campaign = stored_campaign(context, warehouse)
+    runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign.id])
+    table = campaign_comparison(warehouse.store, campaign.id)
     link = table.drop_nulls("kv_link_gbyte_per_s").head(1)
-    warehouse.store.replace({"comparison": table}, where={"campaign_id": hardware_check.id})
-    regressed = regressions(warehouse.store, hardware_check.id, config.regression_threshold)
+    warehouse.store.replace({"comparison": table}, where={"campaign_id": campaign.id})
+    regressed = regressions(warehouse.store, campaign.id, config.regression_threshold)
     report = build(
         warehouse.store,
-        hardware_check.id,
-        warehouse.reports_dir / hardware_check.id,
+        campaign.id,
+        warehouse.reports_dir / campaign.id,
         config.regression_threshold,
     )
     main_plot = base64.b64encode(report.figures["throughput_per_gpu"].read_bytes()).decode()
     invalid = runs.filter(~runs["valid"])
     return dg.MaterializeResult(
         metadata={
-            "campaign_id": hardware_check.id,
+            "campaign_id": campaign.id,
             "summary": dg.MetadataValue.md(
                 f"![throughput per GPU](data:image/png;base64,{main_plot})\n\n{report.summary_md}"
             ),

@@ -8,9 +8,11 @@ import dagster as dg
 
 from pdpipeline.campaign import Campaign
 from pdpipeline.environment import probe_all
+from pdpipeline.launch.hosts import launchers_for
+from pdpipeline.paths import LOGS_DIR, WAREHOUSE_PATH, reports_dir
 from pdpipeline.profile import LoadedProfile, load_profile
-from pdpipeline.runner import ArmResult, launchers_for, run_arm
-from pdpipeline.warehouse.store import DEFAULT_PATH, Warehouse
+from pdpipeline.runner import ArmResult, run_arm
+from pdpipeline.warehouse.store import Warehouse
 
 DEFAULT_PROFILE = os.environ.get("PDPIPELINE_PROFILE", "profiles/local.yaml")
 
@@ -27,7 +29,7 @@ class ProfileResource(dg.ConfigurableResource):
 class ClusterResource(dg.ConfigurableResource):
     """Launches and probes the profile's hosts: locally or over SSH, as each host says."""
 
-    log_dir: str = ".runs/logs"
+    log_dir: str = str(LOGS_DIR)
 
     def probe(self, campaign: Campaign) -> list[dict]:
         profile = campaign.profile
@@ -51,7 +53,7 @@ async def _probe(profile, log_dir: Path, campaign_id: str) -> list[dict]:
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB file every asset writes into (short-lived connections, one writer at a time)."""
 
-    path: str = str(DEFAULT_PATH)
+    path: str = str(WAREHOUSE_PATH)
 
     @property
     def store(self) -> Warehouse:
@@ -60,4 +62,4 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def reports_dir(self) -> Path:
         """HTML reports live beside the database file: warehouse/reports/<campaign>/."""
-        return Path(self.path).parent / "reports"
+        return reports_dir(self.path)

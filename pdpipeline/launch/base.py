@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 
 from pdpipeline.errors import ServerDiedError, ServerStartError
+
+# While a measurement runs, every service is checked this often; a death cancels the measurement.
+WATCH_INTERVAL_S = 1.0
+# A connection reset can reach the client a moment before the launcher sees the process gone:
+# after a failed measurement, deaths are looked for this long before the failure itself stands.
+DEATH_GRACE_S = 3.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,9 @@ class Launcher(abc.ABC):
         """Start the process detached in its own process group, output to a log file."""
 
     @abc.abstractmethod
-    async def exit_code(self, service: Service) -> int | None:
-        """The exit status once the service's main process has ended, else None."""
+    async def ended(self, service: Service) -> str | None:
+        """How the service's main process ended ("exited with status 1", "killed by SIGKILL"),
+        or None while it runs."""
 
     @abc.abstractmethod
     async def log_tail(self, service: Service, lines: int = 30) -> str:
@@ -108,10 +119,10 @@ class Launcher(abc.ABC):
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                code = await self.exit_code(service)
-                if code is not None:
+                ended = await self.ended(service)
+                if ended is not None:
                     raise ServerStartError(
-                        f"{spec.name} on {self.host_name}:{spec.port} exited with status {code} "
+                        f"{spec.name} on {self.host_name}:{spec.port} {ended} "
                         f"before becoming healthy (log: {service.log_path})",
                         await self.log_tail(service),
                     )
@@ -138,15 +149,91 @@ class Launcher(abc.ABC):
                 "(a stale server from an earlier run?)"
             )
 
-    async def ensure_alive(self, service: Service) -> None:
-        """Raise ServerDiedError with the log tail if the service has exited."""
-        code = await self.exit_code(service)
-        if code is not None:
+    async def ensure_alive(self, service: Service, role: str = "", during: str = "") -> None:
+        """Raise ServerDiedError, naming the service (as `role`, e.g. "decode instance"), how it
+        ended and when (`during`), with its log tail, if it has ended."""
+        ended = await self.ended(service)
+        if ended is not None:
+            name = f"{role} {service.name}" if role else service.name
             raise ServerDiedError(
-                f"{service.name} on {self.host_name}:{service.spec.port} died "
-                f"with status {code} (log: {service.log_path})",
+                f"{name} on host {self.host_name} port {service.spec.port} ended ({ended})"
+                + (f" during {during}" if during else "")
+                + f" (log: {service.log_path})",
                 await self.log_tail(service),
             )
+
+
+def how_ended(returncode: int) -> str:
+    """A return code in words; negative is a signal's number, as asyncio and subprocess report."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A running service, and how a message names it ("decode instance", "proxy")."""
+
+    launcher: Launcher
+    service: Service
+    role: str = ""
+
+
+async def ensure_all_alive(
+    watched: Sequence[Watched], during: str = "", grace_s: float = 0.0
+) -> None:
+    """Raise the ServerDiedError of the first service found ended; look again for up to
+    `grace_s` before concluding that every service is alive."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        for w in watched:
+            await w.launcher.ensure_alive(w.service, w.role, during)
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(min(0.2, grace_s))
+
+
+async def while_alive(
+    measurement: Awaitable[T],
+    watched: Sequence[Watched],
+    during: str,
+    interval_s: float = WATCH_INTERVAL_S,
+) -> T:
+    """Await `measurement` while checking every service each `interval_s`.
+
+    A service that ends cancels the measurement and its ServerDiedError is raised: the dead
+    server is the cause, the connection errors and failed requests it leads to are symptoms.
+    When the measurement fails first, the services are checked before its error stands."""
+    task = asyncio.ensure_future(measurement)
+    watcher = asyncio.create_task(_watch(watched, during, interval_s))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watcher):
+            if not pending.done():
+                pending.cancel()
+                with suppress(asyncio.CancelledError):
+                    await pending
+    if not task.cancelled() and task.exception() is None:
+        await ensure_all_alive(watched, during)
+        return task.result()
+    if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
+        raise watcher.exception()  # type: ignore[misc]
+    try:
+        await ensure_all_alive(watched, during, DEATH_GRACE_S)
+    except ServerDiedError as died:
+        raise died from None
+    return task.result()
+
+
+async def _watch(watched: Sequence[Watched], during: str, interval_s: float) -> None:
+    """Return only by raising: the ServerDiedError of the first service that ends."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await ensure_all_alive(watched, during)
 
 
 async def _answers(session: aiohttp.ClientSession, url: str) -> bool:

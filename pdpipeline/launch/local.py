@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from pdpipeline.errors import CommandError, PortInUseError, TeardownError
-from pdpipeline.launch.base import Launcher, Service, ServiceSpec, tail_of
+from pdpipeline.launch.base import Launcher, Service, ServiceSpec, how_ended, tail_of
 
 
 class LocalLauncher(Launcher):
@@ -48,8 +48,9 @@ class LocalLauncher(Launcher):
         self._processes[process.pid] = process
         return Service(spec, process.pid, f"http://{spec.host}:{spec.port}", str(log_path))
 
-    async def exit_code(self, service: Service) -> int | None:
-        return self._processes[service.pid].returncode
+    async def ended(self, service: Service) -> str | None:
+        code = self._processes[service.pid].returncode
+        return None if code is None else how_ended(code)
 
     async def log_tail(self, service: Service, lines: int = 30) -> str:
         return tail_of(service.log_path, lines)

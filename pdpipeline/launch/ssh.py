@@ -1,9 +1,11 @@
 """Launcher for services on a remote host over SSH (asyncssh): detached, pid-filed, verified stop.
 
 Each service runs under `setsid` in a session of its own on the host, with its log, pid file and
-exit-status file in a per-campaign remote directory. Stopping signals the whole process group and
-then checks that no member is left and that the ports are free. The pid files make a stop work
-after the SSH connection dropped: the launcher reconnects and stops by them.
+exit-status file in a per-campaign remote directory. A small shell, in a session apart from the
+service's, waits for it and writes its exit status, so the status is known even when the whole
+service group was killed. Stopping signals the service's process group and then checks that no
+member is left and that the ports are free. The pid files make a stop work after the SSH
+connection dropped: the launcher reconnects and stops by them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import signal
 import time
 from pathlib import PurePosixPath
 
@@ -22,10 +25,14 @@ from pdpipeline.errors import (
     PortInUseError,
     TeardownError,
 )
-from pdpipeline.launch.base import Launcher, Service, ServiceSpec
+from pdpipeline.launch.base import Launcher, Service, ServiceSpec, how_ended
 from pdpipeline.profile import Host
 
 CONNECT_ATTEMPTS = 3
+# How long a spawn waits for the waiting shell to write the service's pid file.
+PID_FILE_WAIT_S = 10
+# A shell reports a process killed by signal N as exit status 128 + N.
+_SIGNAL_STATUS_BASE = 128
 
 # Prints the ports among argv that something listens on (a bind fails), one per line.
 _TAKEN_PORTS = (
@@ -141,18 +148,23 @@ class SshLauncher(Launcher):
             )
 
     async def spawn(self, spec: ServiceSpec) -> Service:
-        paths = self._paths(spec.name)
-        inner = (
-            f"{_with_env(list(spec.argv), spec.env)}; echo $? > {shlex.quote(str(paths['exit']))}"
+        paths = {kind: shlex.quote(str(path)) for kind, path in self._paths(spec.name).items()}
+        # The waiting shell starts the service in a session (and process group) of its own, so
+        # a stop or a kill of that group leaves the shell to record how the service ended.
+        waiter = (
+            f"setsid {_with_env(list(spec.argv), spec.env)} & "
+            f"echo $! > {paths['pid']}.new && mv {paths['pid']}.new {paths['pid']}; "
+            f"wait $!; echo $? > {paths['exit']}"
         )
-        # setsid: a session (and process group) of its own; nohup and </dev/null: the service
-        # outlives this SSH channel, which otherwise waits on its stdin.
+        # setsid: the waiter's own session; nohup and </dev/null: it outlives this SSH channel,
+        # which otherwise waits on its stdin.
         script = (
             f"mkdir -p {shlex.quote(str(self.remote_dir))} || exit 1; "
-            f"rm -f {shlex.quote(str(paths['exit']))}; "
-            f"setsid nohup sh -c {shlex.quote(inner)} > {shlex.quote(str(paths['log']))} 2>&1 "
-            f"< /dev/null & echo $! > {shlex.quote(str(paths['pid']))}; "
-            f"cat {shlex.quote(str(paths['pid']))}"
+            f"rm -f {paths['exit']} {paths['pid']}; "
+            f"setsid nohup sh -c {shlex.quote(waiter)} > {paths['log']} 2>&1 < /dev/null & "
+            f"i=0; while [ ! -s {paths['pid']} ] && [ $i -lt {PID_FILE_WAIT_S * 20} ]; do "
+            "sleep 0.05; i=$((i+1)); done; "
+            f"cat {paths['pid']}"
         )
         pid = int((await self._run(script)).strip())
         url = await self._url(spec)
@@ -168,16 +180,23 @@ class SshLauncher(Launcher):
         self._forwards[spec.port] = listener
         return f"http://127.0.0.1:{listener.get_port()}"
 
-    async def exit_code(self, service: Service) -> int | None:
-        paths = self._paths(service.name)
+    async def ended(self, service: Service) -> str | None:
+        exit_file = shlex.quote(str(self._paths(service.name)["exit"]))
+        # Gone without a status file: the waiter may be writing it right now, so look once more.
         out = await self._run(
-            f"cat {shlex.quote(str(paths['exit']))} 2>/dev/null || "
-            f"(ps -o stat= -p {service.pid} | grep -qv Z && echo running) || echo gone"
+            f"cat {exit_file} 2>/dev/null || "
+            f"(ps -o stat= -p {service.pid} | grep -qv Z && echo running) || "
+            f"(sleep 1; cat {exit_file} 2>/dev/null) || echo gone"
         )
         word = out.strip().splitlines()[-1] if out.strip() else "gone"
         if word == "running":
             return None
-        return int(word) if word.lstrip("-").isdigit() else -1
+        if not word.isdigit():
+            return "ended without an exit status (its waiting shell was killed too)"
+        status = int(word)
+        if 0 < status - _SIGNAL_STATUS_BASE < signal.NSIG:
+            return how_ended(_SIGNAL_STATUS_BASE - status)
+        return how_ended(status)
 
     async def log_tail(self, service: Service, lines: int = 30) -> str:
         log = self._paths(service.name)["log"]
@@ -208,7 +227,7 @@ class SshLauncher(Launcher):
                 if time.monotonic() > deadline:
                     raise TeardownError(f"after stopping {service.name}: {e}") from None
                 await asyncio.sleep(0.5)
-        await self._run(f"rm -f {shlex.quote(str(self._paths(service.name)['pid']))}")
+        await self._forget(service.name)
 
     async def stop_leftovers(self) -> list[str]:
         """Stop every service whose pid file is still in this campaign's remote directory."""
@@ -222,9 +241,17 @@ class SshLauncher(Launcher):
             name, pid = line.split()
             await self._signal_group(int(pid), "KILL")
             await self._group_gone(int(pid), 10.0)
-            await self._run(f"rm -f {shlex.quote(str(self._paths(name)['pid']))}")
+            await self._forget(name)
             stopped.append(name)
         return stopped
+
+    async def _forget(self, name: str) -> None:
+        """Once the waiting shell has written the exit status (and so ends), drop the pid file."""
+        paths = {kind: shlex.quote(str(path)) for kind, path in self._paths(name).items()}
+        await self._run(
+            f"i=0; while [ ! -f {paths['exit']} ] && [ $i -lt 50 ]; do "
+            f"sleep 0.1; i=$((i+1)); done; rm -f {paths['pid']}"
+        )
 
     async def _signal_group(self, pgid: int, signal: str) -> None:
         # dash's kill takes `-SIG -PGID` (not `-- -PGID`); a vanished group is not an error.

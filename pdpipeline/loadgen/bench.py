@@ -58,7 +58,7 @@ async def bench(
 
 
 async def _scrape_all(session: aiohttp.ClientSession, urls: Mapping[str, str]) -> dict:
-    results = await asyncio.gather(*(scrape(session, url) for url in urls.values()))
+    results = await asyncio.gather(*(scrape(session, name, url) for name, url in urls.items()))
     return dict(zip(urls, results, strict=True))
 
 

@@ -10,11 +10,14 @@ from dataclasses import asdict, dataclass, field
 import aiohttp
 
 from pdpipeline.loadgen.workload import Api, RequestSpec
-from pdpipeline.serving.proxy import (
+from pdpipeline.serving.protocol import (
+    HANDOFF_TIMING,
     KV_BLOCKS_HEADER,
+    PREFILL_TIMING,
     REQUEST_ID_HEADER,
     SERVED_BY_HEADER,
     TIMING_HEADER,
+    server_timing,
 )
 
 PATHS: dict[Api, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -127,8 +130,8 @@ class Client:
                 record.status = response.status
                 record.served_by = response.headers.get(SERVED_BY_HEADER, "")
                 timings = server_timing(response.headers.get(TIMING_HEADER, ""))
-                record.prefill_s = timings.get("prefill")
-                record.handoff_s = timings.get("handoff")
+                record.prefill_s = timings.get(PREFILL_TIMING)
+                record.handoff_s = timings.get(HANDOFF_TIMING)
                 if blocks := response.headers.get(KV_BLOCKS_HEADER):
                     record.kv_blocks = int(blocks)
                 if response.status != 200:
@@ -173,21 +176,6 @@ class Client:
         if not done:
             record.e2e_s = time.perf_counter() - start
             record.error = "stream ended without [DONE]"
-
-
-def server_timing(header: str) -> dict[str, float]:
-    """Seconds per metric of a Server-Timing header ("name;dur=MS, ..."); unknown parts skipped."""
-    timings = {}
-    for metric in filter(None, (part.strip() for part in header.split(","))):
-        name, *params = (p.strip() for p in metric.split(";"))
-        for param in params:
-            key, _, value = param.partition("=")
-            if key == "dur":
-                try:
-                    timings[name] = float(value) / 1000
-                except ValueError:
-                    pass
-    return timings
 
 
 def _is_token(choice: dict) -> bool:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from pdpipeline.errors import MetricsScrapeError
+
 # Sample key: (sample name, sorted label pairs as JSON)
 Key = tuple[str, str]
 
@@ -37,10 +39,16 @@ def parse(text: str) -> dict[Key, float]:
     return samples
 
 
-async def scrape(session: aiohttp.ClientSession, base_url: str) -> dict[Key, float]:
-    async with session.get(base_url.rstrip("/") + "/metrics") as response:
-        response.raise_for_status()
-        return parse(await response.text())
+async def scrape(session: aiohttp.ClientSession, server: str, base_url: str) -> dict[Key, float]:
+    """Every sample `server` exposes at BASE_URL/metrics; MetricsScrapeError names it on failure."""
+    url = base_url.rstrip("/") + "/metrics"
+    try:
+        async with session.get(url) as response:
+            response.raise_for_status()
+            return parse(await response.text())
+    except (aiohttp.ClientError, TimeoutError) as e:
+        reason = str(e) or type(e).__name__
+        raise MetricsScrapeError(f"metrics of {server} at {url} unreadable: {reason}") from e
 
 
 def deltas(server: str, before: dict[Key, float], after: dict[Key, float]) -> list[MetricDelta]:

@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pydantic
-import yaml
 
-from pdpipeline.compare import arm_label, compare, link_between, markdown, with_current_columns
-from pdpipeline.kvcache import KVLayout, kv_layout, load_config
-from pdpipeline.profile import profile_from_text
 from pdpipeline.report import plots
+from pdpipeline.report.campaign import campaign_comparison
+from pdpipeline.report.compare import arm_label, markdown, with_current_columns
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
@@ -31,36 +28,9 @@ class Report:
     summary_md: str
 
 
-def campaign_comparison(
-    warehouse: Warehouse, campaign_id: str, layout: KVLayout | None = None
-) -> pl.DataFrame:
-    """Compare one campaign's runs, with the KV link its hardware_check found.
-
-    `layout` predicts KV bytes per prompt; without it, the model config named by the campaign's
-    profile is read when it is here."""
-    runs = warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
-    hosts = warehouse.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign_id])
-    text = warehouse.query(
-        "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
-    )["profile_text"]
-    try:
-        profile = profile_from_text(text[0]) if text.len() else None
-    except (pydantic.ValidationError, yaml.YAMLError):
-        profile = None  # a profile of an older format: no link, no prediction
-    arm = profile.arms.disaggregated if profile else None
-    link = (
-        link_between(hosts, [p.host for p in arm.prefill], [p.host for p in arm.decode])
-        if arm
-        else None
-    )
-    if layout is None and profile is not None:
-        config = Path(profile.model.tokenizer_dir) / "config.json"
-        if config.is_file():
-            layout = kv_layout(load_config(config.parent), profile.model.kv_cache_dtype)
-    return compare(runs, layout, link)
-
-
 def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
+    """The campaign's tables, its valid runs' requests and its profile's trend, each with the
+    columns older campaigns lack filled in (`with_current_columns`)."""
     frames = {
         t: warehouse.query(f"SELECT * FROM {t} WHERE campaign_id = ?", [campaign_id])
         for t in CAMPAIGN_TABLES
@@ -84,7 +54,10 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
         """,
         [profile],
     )
-    return frames
+    if not frames["comparison"].height:
+        # Its comparison_report has not run yet: compared here from its runs.
+        frames["comparison"] = campaign_comparison(warehouse, campaign_id)
+    return {name: with_current_columns(frame) for name, frame in frames.items()}
 
 
 def build(
@@ -97,12 +70,7 @@ def build(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     f = load(warehouse, campaign_id)
-    # A campaign whose comparison_report has not run yet is compared here from its runs.
-    comparison = with_current_columns(
-        f["comparison"] if f["comparison"].height else campaign_comparison(warehouse, campaign_id)
-    )
-    f["comparison"] = comparison
-    runs = f["runs"]
+    comparison, runs = f["comparison"], f["runs"]
     slo = f"TTFT <= {runs['slo_ttft_ms'][0]:.0f} ms, TPOT <= {runs['slo_tpot_ms'][0]:.0f} ms"
     figures = {
         "throughput": plots.throughput(comparison, out / "throughput.png", per_gpu=False),

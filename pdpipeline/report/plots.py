@@ -1,7 +1,11 @@
-"""The report's figures, as PNG files (matplotlib, no display)."""
+"""The report's figures, as PNG files (matplotlib, no display).
+
+Frames come as `build.load` gives them: with the current columns (`with_current_columns`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -11,8 +15,9 @@ import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+from matplotlib.figure import Figure
 
-from pdpipeline.compare import ARM_ORDER, SERIES_KEYS, arm_label, with_variant
+from pdpipeline.report.compare import ARM_ORDER, SERIES_KEYS, arm_label
 
 COLORS = {"single": "#4C72B0", "replicated": "#55A868", "disaggregated": "#C44E52"}
 # The variants of one arm: shades of its colour, each with its own marker and line style.
@@ -34,7 +39,7 @@ def _shade(color: str, index: int) -> tuple[float, float, float]:
 def _looks(frame: pl.DataFrame) -> dict[Series, dict]:
     """Colour, marker and label of each (arm, variant) in the frame, in arm then variant order."""
     pairs = sorted(
-        with_variant(frame).select(SERIES_KEYS).unique().rows(),
+        frame.select(SERIES_KEYS).unique().rows(),
         key=lambda s: (ARM_ORDER[s[0]], s[1] or ""),
     )
     looks = {}
@@ -90,10 +95,27 @@ def _style(ax, title: str, xlabel: str, ylabel: str, log_x: bool = True) -> None
     ax.legend()
 
 
-def _grid(count: int, title: str):
-    fig, axes = plt.subplots(1, count, figsize=(5.2 * count, 4.0), squeeze=False)
+@dataclass
+class _Panels:
+    """A figure of one panel per shape (prompt and output length), per row of `axes`."""
+
+    key: str  # the load column on the x axis
+    label: str  # its axis label
+    looks: dict[Series, dict]
+    shapes: list[tuple[str, str, pl.DataFrame]]  # (prompt length, output length, rows)
+    fig: Figure
+    axes: np.ndarray  # of Axes: [row][shape]
+
+
+def _panels(frame: pl.DataFrame, title: str, rows: int = 1) -> _Panels:
+    """The load axis, each series' look and each shape's rows of `frame`, and a figure with a
+    column of `rows` panels for each shape."""
+    key, label = _load_axis(frame)
+    shapes = _per_shape(frame, key)
+    height = 4.0 if rows == 1 else 7.5
+    fig, axes = plt.subplots(rows, len(shapes), figsize=(5.2 * len(shapes), height), squeeze=False)
     fig.suptitle(title)
-    return fig, axes[0]
+    return _Panels(key, label, _looks(frame), shapes, fig, axes)
 
 
 def _save(fig, path: Path) -> Path:
@@ -106,56 +128,42 @@ def _save(fig, path: Path) -> Path:
 def throughput(comparison: pl.DataFrame, path: Path, per_gpu: bool) -> Path:
     """Output tokens/s against load, one line per arm and variant, error bars = spread."""
     column = "output_throughput_per_gpu" if per_gpu else "output_throughput"
-    comparison = with_variant(comparison)
-    key, label = _load_axis(comparison)
-    looks = _looks(comparison)
-    shapes = _per_shape(comparison, key)
-    fig, axes = _grid(len(shapes), "Output tokens/s per GPU" if per_gpu else "Output tokens/s")
-    for ax, (n_in, n_out, shape) in zip(axes, shapes, strict=True):
-        for series, look in looks.items():
-            rows = shape.filter(_of(series)).sort(key)
+    p = _panels(comparison, "Output tokens/s per GPU" if per_gpu else "Output tokens/s")
+    for ax, (n_in, n_out, shape) in zip(p.axes[0], p.shapes, strict=True):
+        for series, look in p.looks.items():
+            rows = shape.filter(_of(series)).sort(p.key)
             if rows.height:
                 errors = rows["output_throughput_per_gpu_std"].fill_null(0) if per_gpu else None
-                ax.errorbar(rows[key], rows[column], yerr=errors, capsize=3, **look)
-        _style(ax, f"prompt {n_in} / output {n_out}", label, "tokens/s")
-    return _save(fig, path)
+                ax.errorbar(rows[p.key], rows[column], yerr=errors, capsize=3, **look)
+        _style(ax, f"prompt {n_in} / output {n_out}", p.label, "tokens/s")
+    return _save(p.fig, path)
 
 
 def latency(comparison: pl.DataFrame, path: Path) -> Path:
     """TTFT and TPOT p50 (solid) and p99 (dashed) against load, per arm and variant."""
-    comparison = with_variant(comparison)
-    key, label = _load_axis(comparison)
-    looks = _looks(comparison)
-    shapes = _per_shape(comparison, key)
-    fig, axes = plt.subplots(2, len(shapes), figsize=(5.2 * len(shapes), 7.5), squeeze=False)
-    fig.suptitle("Latency: p50 solid, p99 dashed")
-    for col, (n_in, n_out, shape) in enumerate(shapes):
+    p = _panels(comparison, "Latency: p50 solid, p99 dashed", rows=2)
+    for col, (n_in, n_out, shape) in enumerate(p.shapes):
         for row, metric in enumerate(("ttft", "tpot")):
-            ax = axes[row][col]
-            for series, look in looks.items():
-                rows = shape.filter(_of(series)).sort(key)
+            ax = p.axes[row][col]
+            for series, look in p.looks.items():
+                rows = shape.filter(_of(series)).sort(p.key)
                 if rows.height:
                     # Here line style tells p50 from p99; shade and marker tell the variant.
-                    ax.plot(rows[key], rows[f"{metric}_p50_ms"], **{**look, "linestyle": "-"})
-                    ax.plot(rows[key], rows[f"{metric}_p99_ms"], "--", color=look["color"])
-            _style(ax, f"{metric.upper()}, prompt {n_in} / output {n_out}", label, "ms")
-    return _save(fig, path)
+                    ax.plot(rows[p.key], rows[f"{metric}_p50_ms"], **{**look, "linestyle": "-"})
+                    ax.plot(rows[p.key], rows[f"{metric}_p99_ms"], "--", color=look["color"])
+            _style(ax, f"{metric.upper()}, prompt {n_in} / output {n_out}", p.label, "ms")
+    return _save(p.fig, path)
 
 
 def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
     """CDFs of TTFT and TPOT per arm and variant at each shape's highest load."""
-    requests = with_variant(requests)
-    key, _ = _load_axis(requests)
-    looks = _looks(requests)
-    shapes = _per_shape(requests.filter(pl.col("ok")), key)
-    fig, axes = plt.subplots(2, len(shapes), figsize=(5.2 * len(shapes), 7.5), squeeze=False)
-    fig.suptitle("Latency distributions at the highest load")
-    for col, (n_in, n_out, shape) in enumerate(shapes):
-        top = shape[key].max()
-        shape = shape.filter(pl.col(key) == top)
+    p = _panels(requests.filter(pl.col("ok")), "Latency distributions at the highest load", 2)
+    for col, (n_in, n_out, shape) in enumerate(p.shapes):
+        top = shape[p.key].max()
+        shape = shape.filter(pl.col(p.key) == top)
         for row, metric in enumerate(("ttft_s", "tpot_s")):
-            ax = axes[row][col]
-            for series, look in looks.items():
+            ax = p.axes[row][col]
+            for series, look in p.looks.items():
                 values = np.sort(shape.filter(_of(series))[metric].drop_nulls()) * 1000
                 if len(values):
                     ax.plot(
@@ -165,32 +173,28 @@ def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
                         linestyle=look["linestyle"],
                         label=look["label"],
                     )
-            title = f"{metric[:4].upper()} CDF, {n_in}/{n_out} at {key} {top}"
+            title = f"{metric[:4].upper()} CDF, {n_in}/{n_out} at {p.key} {top}"
             _style(ax, title, "ms", "fraction of requests", log_x=False)
-    return _save(fig, path)
+    return _save(p.fig, path)
 
 
 def goodput(comparison: pl.DataFrame, path: Path, slo: str) -> Path:
     """Requests/s meeting every SLO, against load."""
-    comparison = with_variant(comparison)
-    key, label = _load_axis(comparison)
-    looks = _looks(comparison)
-    shapes = _per_shape(comparison, key)
-    fig, axes = _grid(len(shapes), f"Goodput ({slo})")
-    for ax, (n_in, n_out, shape) in zip(axes, shapes, strict=True):
-        for series, look in looks.items():
-            rows = shape.filter(_of(series)).sort(key)
+    p = _panels(comparison, f"Goodput ({slo})")
+    for ax, (n_in, n_out, shape) in zip(p.axes[0], p.shapes, strict=True):
+        for series, look in p.looks.items():
+            rows = shape.filter(_of(series)).sort(p.key)
             if rows.height:
-                ax.plot(rows[key], rows["goodput"], **look)
-        _style(ax, f"prompt {n_in} / output {n_out}", label, "requests/s in SLO")
-    return _save(fig, path)
+                ax.plot(rows[p.key], rows["goodput"], **look)
+        _style(ax, f"prompt {n_in} / output {n_out}", p.label, "requests/s in SLO")
+    return _save(p.fig, path)
 
 
 def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) -> Path:
     """Per KV transfer, by prompt length and variant: time against predictions over links, and
     achieved GB/s against the nominal rate of the link between prefill and decode."""
     fig, (time_ax, rate_ax) = plt.subplots(1, 2, figsize=(13.0, 4.8))
-    measured = with_variant(comparison).filter(
+    measured = comparison.filter(
         pl.col("kv_seconds_per_transfer").is_not_null()
         & pl.col("input_len").str.contains(r"^\d+$")  # a range has no one x position
     )
@@ -219,15 +223,14 @@ def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) ->
             alpha=0.7,
             label=f"predicted, {link[0]}",
         )
-    if "kv_link_gbyte_per_s" in measured.columns:
-        links = measured.drop_nulls("kv_link_gbyte_per_s")
-        if links.height:
-            rate_ax.axhline(
-                links["kv_link_gbyte_per_s"][0],
-                color="black",
-                linestyle=":",
-                label=f"{links['kv_link'][0]} nominal",
-            )
+    links = measured.drop_nulls("kv_link_gbyte_per_s")
+    if links.height:
+        rate_ax.axhline(
+            links["kv_link_gbyte_per_s"][0],
+            color="black",
+            linestyle=":",
+            label=f"{links['kv_link'][0]} nominal",
+        )
     time_ax.set(title="Time per KV transfer: measured vs predicted", ylabel="ms per transfer")
     rate_ax.set(title="Achieved KV bandwidth against the link", ylabel="GB/s")
     for ax in (time_ax, rate_ax):
@@ -242,7 +245,6 @@ def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) ->
 def history(trend: pl.DataFrame, path: Path, regressions: pl.DataFrame | None = None) -> Path:
     """Each series' best per-GPU throughput per campaign over time; regressions marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
-    trend = with_variant(trend)
     for series, look in _looks(trend).items():
         rows = trend.filter(_of(series)).sort("started_at")
         if rows.height:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pdpipeline.compare import POINT_KEYS, SERIES_KEYS
+from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS
 from pdpipeline.warehouse.store import Warehouse
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from pdpipeline.compare import POINT_KEYS, arm_label, with_variant
+from pdpipeline.report.compare import POINT_KEYS, arm_label
 
 # A gap counts only when it exceeds this many standard deviations of the difference of the two
 # arms' repeat means (their spreads combined).
@@ -51,9 +51,10 @@ class PointVerdict:
 
 
 def verdicts(comparison: pl.DataFrame) -> list[PointVerdict]:
-    """One verdict per workload point that has at least two arms with valid runs."""
+    """One verdict per workload point that has at least two arms with valid runs (a comparison
+    with the current columns)."""
     out = []
-    measured = with_variant(comparison).filter(pl.col("valid_repeats") > 0)
+    measured = comparison.filter(pl.col("valid_repeats") > 0)
     for _, group in measured.group_by(POINT_KEYS, maintain_order=True):
         fair = group.filter(pl.col("gpus") == group["gpus"].max())
         group = fair if fair.height >= 2 else group

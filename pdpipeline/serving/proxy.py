@@ -38,13 +38,20 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from yarl import URL
 
-REQUEST_ID_HEADER = "X-Request-Id"
-SERVED_BY_HEADER = "X-Served-By"
-# Per request of the disaggregated arm: the prefill leg's duration and the wait from the prefill's
-# answer to decode's first byte (KV transfer plus one decode step), in ms; and the KV blocks the
-# prefill offered.
-TIMING_HEADER = "Server-Timing"
-KV_BLOCKS_HEADER = "X-KV-Blocks"
+from pdpipeline.serving.protocol import (
+    HANDOFF_TIMING,
+    KV_BLOCKS_HEADER,
+    KV_PARAMS_MISSING_METRIC,
+    LEG_SECONDS_METRIC,
+    LEG_TIMEOUTS_METRIC,
+    PREFILL_TIMING,
+    REQUEST_ID_HEADER,
+    REQUESTS_METRIC,
+    SERVED_BY_HEADER,
+    TIMING_HEADER,
+    UPSTREAM_ERRORS_METRIC,
+    server_timing_header,
+)
 
 HANDOFFS = ("sequential", "concurrent")
 
@@ -150,31 +157,31 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "pdpipeline_proxy_requests",
+            REQUESTS_METRIC,
             "Requests sent to each backend, by leg",
             ["backend", "leg"],
             registry=self.registry,
         )
         self.leg_timeouts = Counter(
-            "pdpipeline_proxy_leg_timeouts",
+            LEG_TIMEOUTS_METRIC,
             "Legs that did not finish within the proxy's time limit",
             ["backend", "leg"],
             registry=self.registry,
         )
         self.leg_seconds = Histogram(
-            "pdpipeline_proxy_leg_seconds",
+            LEG_SECONDS_METRIC,
             "Latency of each leg as seen by the proxy (decode/forward: to the last byte)",
             ["leg"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.kv_params_missing = Counter(
-            "pdpipeline_proxy_kv_params_missing",
+            KV_PARAMS_MISSING_METRIC,
             "Prefill responses without kv_transfer_params (decode recomputed the prompt)",
             registry=self.registry,
         )
         self.upstream_errors = Counter(
-            "pdpipeline_proxy_upstream_errors",
+            UPSTREAM_ERRORS_METRIC,
             "Error answers or connection failures from backends",
             ["backend", "status"],
             registry=self.registry,
@@ -445,9 +452,11 @@ def _handoff_headers(prefill_leg: asyncio.Future[PrefillAnswer] | None) -> dict[
     if prefill_leg is None or not prefill_leg.done() or prefill_leg.exception() is not None:
         return {}
     answer = prefill_leg.result()
-    handoff_ms = (time.perf_counter() - answer.finished_at) * 1000
+    handoff_s = time.perf_counter() - answer.finished_at
     headers = {
-        TIMING_HEADER: f"prefill;dur={answer.seconds * 1000:.3f}, handoff;dur={handoff_ms:.3f}"
+        TIMING_HEADER: server_timing_header(
+            {PREFILL_TIMING: answer.seconds, HANDOFF_TIMING: handoff_s}
+        )
     }
     if answer.kv_blocks is not None:
         headers[KV_BLOCKS_HEADER] = str(answer.kv_blocks)

@@ -1,5 +1,8 @@
--- The warehouse: one DuckDB file, applied on first use (CREATE ... IF NOT EXISTS).
+-- The warehouse's tables at the latest schema version: a new file is created from this.
 -- Every table carries campaign_id; a campaign's rows for one asset are replaced atomically.
+-- Older files gain later columns through migrations.py; views are in views.sql. A column's
+-- place here is where it sits in a new file, and each table's row class in rows.py lists
+-- the columns in the same order.
 
 CREATE TABLE IF NOT EXISTS campaigns (
     campaign_id      VARCHAR PRIMARY KEY,
@@ -36,10 +39,6 @@ CREATE TABLE IF NOT EXISTS hosts (
     clock_offset_s   DOUBLE,   -- host clock minus controller clock
     checked_at       TIMESTAMPTZ
 );
-
--- Columns added after the first release: older warehouse files gain them in place.
-ALTER TABLE hosts ADD COLUMN IF NOT EXISTS nvlink JSON;
-ALTER TABLE hosts ADD COLUMN IF NOT EXISTS nvlink_gbit_per_s DOUBLE;
 
 CREATE TABLE IF NOT EXISTS kv_cache (
     campaign_id        VARCHAR NOT NULL,
@@ -89,11 +88,10 @@ CREATE TABLE IF NOT EXISTS runs (
     kv_failed_transfers        DOUBLE,
     kv_external_tokens         DOUBLE,   -- prompt tokens decode got from the prefill side
     kv_params_missing          DOUBLE,   -- prefills that returned no kv_transfer_params
-    started_at                 TIMESTAMPTZ
+    started_at                 TIMESTAMPTZ,
+    -- The disaggregated arm's handoff variant (e.g. pull, push); NULL for single and replicated.
+    variant                    VARCHAR
 );
-
--- The disaggregated arm's handoff variant (e.g. pull, push); NULL for single and replicated.
-ALTER TABLE runs ADD COLUMN IF NOT EXISTS variant VARCHAR;
 
 CREATE TABLE IF NOT EXISTS requests (
     run_id                  VARCHAR NOT NULL,
@@ -113,14 +111,15 @@ CREATE TABLE IF NOT EXISTS requests (
     expected_output_tokens  INTEGER,
     status                  INTEGER,
     error                   VARCHAR,
-    ok                      BOOLEAN NOT NULL
+    ok                      BOOLEAN NOT NULL,
+    variant                 VARCHAR,
+    -- Disaggregated requests, from the proxy: the prefill leg, the wait from the prefill's
+    -- answer to decode's first byte (KV transfer plus one decode step), and the KV blocks the
+    -- prefill offered.
+    prefill_s               DOUBLE,
+    handoff_s               DOUBLE,
+    kv_blocks               INTEGER
 );
-ALTER TABLE requests ADD COLUMN IF NOT EXISTS variant VARCHAR;
--- Disaggregated requests, from the proxy: the prefill leg, the wait from the prefill's answer to
--- decode's first byte (KV transfer plus one decode step), and the KV blocks the prefill offered.
-ALTER TABLE requests ADD COLUMN IF NOT EXISTS prefill_s DOUBLE;
-ALTER TABLE requests ADD COLUMN IF NOT EXISTS handoff_s DOUBLE;
-ALTER TABLE requests ADD COLUMN IF NOT EXISTS kv_blocks INTEGER;
 
 CREATE TABLE IF NOT EXISTS server_metrics (
     run_id       VARCHAR NOT NULL,
@@ -131,9 +130,9 @@ CREATE TABLE IF NOT EXISTS server_metrics (
     labels       JSON,
     "before"     DOUBLE,
     "after"      DOUBLE,
-    delta        DOUBLE      -- counters: after - before; gauges: after
+    delta        DOUBLE,     -- counters: after - before; gauges: after
+    variant      VARCHAR
 );
-ALTER TABLE server_metrics ADD COLUMN IF NOT EXISTS variant VARCHAR;
 
 -- How each handoff variant of the disaggregated arm moved the KV cache.
 CREATE TABLE IF NOT EXISTS handoff_variants (
@@ -167,54 +166,11 @@ CREATE TABLE IF NOT EXISTS comparison (
     kv_bytes_per_transfer       DOUBLE,
     kv_seconds_per_transfer     DOUBLE,
     kv_gbyte_per_s              DOUBLE,
-    kv_predicted_bytes          DOUBLE
+    kv_predicted_bytes          DOUBLE,
+    variant                     VARCHAR,
+    -- The link between the prefill and decode instances, as hardware_check found it, and the
+    -- share of its nominal rate the KV transfers achieved.
+    kv_link                     VARCHAR,
+    kv_link_gbyte_per_s         DOUBLE,
+    kv_link_fraction            DOUBLE
 );
-ALTER TABLE comparison ADD COLUMN IF NOT EXISTS variant VARCHAR;
--- The link between the prefill and decode instances, as hardware_check found it, and the share
--- of its nominal rate the KV transfers achieved.
-ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link VARCHAR;
-ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link_gbyte_per_s DOUBLE;
-ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link_fraction DOUBLE;
-
-CREATE OR REPLACE VIEW latest_campaign AS
-    SELECT * FROM campaigns ORDER BY started_at DESC LIMIT 1;
-
-CREATE OR REPLACE VIEW latest_comparison AS
-    SELECT c.* FROM comparison c JOIN latest_campaign USING (campaign_id)
-    ORDER BY input_len, output_len, concurrency NULLS LAST, request_rate, arm, variant;
-
-CREATE OR REPLACE VIEW throughput_vs_load AS
-    SELECT campaign_id, arm, variant, input_len, output_len, concurrency, request_rate,
-           count(*) FILTER (WHERE valid) AS valid_repeats,
-           avg(output_throughput) FILTER (WHERE valid) AS output_throughput,
-           avg(output_throughput_per_gpu) FILTER (WHERE valid) AS output_throughput_per_gpu,
-           avg(ttft_p50_ms) FILTER (WHERE valid) AS ttft_p50_ms,
-           avg(tpot_p50_ms) FILTER (WHERE valid) AS tpot_p50_ms
-    FROM runs GROUP BY ALL;
-
-CREATE OR REPLACE VIEW nightly_trend AS
-    SELECT k.profile_name, k.started_at, r.campaign_id, r.arm, r.variant, r.input_len, r.output_len,
-           r.concurrency, r.request_rate,
-           avg(r.output_throughput_per_gpu) FILTER (WHERE r.valid) AS output_throughput_per_gpu,
-           avg(r.ttft_p50_ms) FILTER (WHERE r.valid) AS ttft_p50_ms,
-           bool_and(r.valid) AS all_valid
-    FROM runs r JOIN campaigns k USING (campaign_id)
-    GROUP BY ALL ORDER BY k.started_at;
-
--- KV moved per campaign and handoff variant: the runs' NIXL totals and the rate they give.
-CREATE OR REPLACE VIEW kv_transfer_totals AS
-    SELECT campaign_id, variant,
-           sum(kv_bytes) AS kv_bytes, sum(kv_transfers) AS kv_transfers,
-           sum(kv_xfer_time_s) AS kv_xfer_time_s,
-           sum(kv_bytes) / nullif(sum(kv_xfer_time_s), 0) / 1e9 AS kv_gbyte_per_s,
-           sum(kv_failed_transfers) AS kv_failed_transfers,
-           sum(kv_external_tokens) AS kv_external_tokens
-    FROM runs WHERE arm = 'disaggregated' GROUP BY ALL;
-
--- Per disaggregated request: the KV blocks its prefill offered, the run's measured NIXL bytes
--- split over its requests by those blocks, and the proxy's timing of the handoff.
-CREATE OR REPLACE VIEW request_kv AS
-    SELECT q.campaign_id, q.variant, q.run_id, q.request_index, q.request_id, q.kv_blocks,
-           r.kv_bytes * q.kv_blocks / sum(q.kv_blocks) OVER (PARTITION BY q.run_id) AS kv_bytes,
-           q.prefill_s, q.handoff_s
-    FROM requests q JOIN runs r USING (run_id) WHERE q.arm = 'disaggregated';

@@ -1,8 +1,10 @@
-"""The DuckDB warehouse: schema on first use, atomic replace-writes, read-only queries.
+"""The DuckDB warehouse: schema on first write, atomic replace-writes, read-only queries.
 
 DuckDB lets one process hold a read-write connection at a time, and that lock blocks readers in
 other processes too. So connections are short-lived: a writer opens, writes one transaction and
-closes; readers open read_only and retry briefly while a writer holds the file.
+closes; readers open read_only and retry briefly while a writer holds the file. A write
+connection brings the file to the latest schema version first (migrations.py): once per file,
+after which it only reads the version.
 """
 
 from __future__ import annotations
@@ -15,15 +17,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-DEFAULT_PATH = Path("warehouse/pdpipeline.duckdb")
-
-
-def _schema_sql() -> str:
-    return Path(__file__).with_name("schema.sql").read_text()
+from pdpipeline.paths import WAREHOUSE_PATH
+from pdpipeline.warehouse.migrations import migrate
+from pdpipeline.warehouse.rows import ROW_CLASSES, Row, to_frame
 
 
 class Warehouse:
-    def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
+    def __init__(self, path: str | Path = WAREHOUSE_PATH) -> None:
         self.path = Path(path)
 
     @contextmanager
@@ -43,27 +43,28 @@ class Warehouse:
                 delay = min(delay * 2, 1.0)
         try:
             if not read_only:
-                con.execute(_schema_sql())
+                migrate(con)
             yield con
         finally:
             con.close()
 
     def replace(
         self,
-        tables: Mapping[str, Sequence[Mapping] | pl.DataFrame],
+        tables: Mapping[str, Sequence[Row] | pl.DataFrame],
         where: Mapping[str, str],
     ) -> None:
         """In one transaction, delete the rows matching `where` from each table, then insert.
 
+        Each table's rows come as its row objects (rows.py) or as a frame of its columns.
         Re-materializing an asset therefore replaces its rows; a failure leaves the old ones.
         """
+        frames = {table: _frame(table, rows) for table, rows in tables.items()}
         condition = " AND ".join(f'"{column}" = ?' for column in where)
         with self._connect(read_only=False) as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                for table, rows in tables.items():
+                for table, frame in frames.items():
                     con.execute(f"DELETE FROM {table} WHERE {condition}", list(where.values()))
-                    frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows)
                     if frame.height:
                         con.register("incoming", frame.to_arrow())
                         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
@@ -84,3 +85,12 @@ class Warehouse:
             cursor = con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             return columns, cursor.fetchall()
+
+
+def _frame(table: str, rows: Sequence[Row] | pl.DataFrame) -> pl.DataFrame:
+    if isinstance(rows, pl.DataFrame):
+        return rows
+    expected = ROW_CLASSES[table]
+    if rows and not isinstance(rows[0], expected):
+        raise TypeError(f"rows for {table} are {type(rows[0]).__name__}, not {expected.__name__}")
+    return to_frame(rows)

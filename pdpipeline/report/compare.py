@@ -12,12 +12,17 @@ from dataclasses import dataclass
 import polars as pl
 
 from pdpipeline.kvcache import KVLayout
+from pdpipeline.warehouse.rows import ComparisonRow, columns
 
 ARM_ORDER = {"single": 0, "replicated": 1, "disaggregated": 2}
 # A workload point: what every arm is measured at.
 POINT_KEYS = ["input_len", "output_len", "concurrency", "request_rate"]
 # One series of a campaign: an arm, and for the disaggregated arm its handoff variant.
 SERIES_KEYS = ["arm", "variant"]
+# Columns the report reads that were added after the first campaigns: older frames (a
+# published CSV export) lack them.
+SERIES_ADDED = {"variant": pl.Utf8}
+LINK_ADDED = {"kv_link": pl.Utf8, "kv_link_gbyte_per_s": pl.Float64, "kv_link_fraction": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,22 @@ def arm_label(arm: str, variant: str | None) -> str:
     return f"{arm} ({variant})" if variant else arm
 
 
-def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame with a `variant` column; rows from before handoff variants get null (one)."""
-    if "variant" in frame.columns:
-        return frame.with_columns(pl.col("variant").cast(pl.Utf8))
-    return frame.with_columns(variant=pl.lit(None, dtype=pl.Utf8))
+def with_current_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with the columns added since older campaigns: null where it lacks them.
+
+    A frame of series (one with `arm`) gets `variant`: before handoff variants an arm had one. A
+    comparison (one with `kv_gbyte_per_s`) also gets the KV link that figure is set against.
+    Columns it has are cast to their type (a column of nulls may come untyped).
+    """
+    added = {}
+    if "arm" in frame.columns:
+        added |= SERIES_ADDED
+    if "kv_gbyte_per_s" in frame.columns:
+        added |= LINK_ADDED
+    return frame.with_columns(
+        pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+        for c, t in added.items()
+    )
 
 
 def link_between(hosts: pl.DataFrame, prefill: list[str], decode: list[str]) -> KvLink | None:
@@ -70,8 +86,9 @@ def fixed_length(text: str) -> int | None:
 def compare(
     runs: pl.DataFrame, layout: KVLayout | None = None, link: KvLink | None = None
 ) -> pl.DataFrame:
-    """One row per (point, arm, variant) with averaged figures and ratios to the baselines."""
-    runs = with_variant(runs)
+    """One row per (point, arm, variant) with averaged figures and ratios to the baselines.
+
+    `runs` has the current columns (`with_current_columns`)."""
     keys = [*POINT_KEYS, *SERIES_KEYS]
     valid = runs.filter(pl.col("valid"))
     per_arm = (
@@ -131,7 +148,8 @@ def compare(
     ).with_columns(
         (pl.col("kv_gbyte_per_s") / pl.col("kv_link_gbyte_per_s")).alias("kv_link_fraction")
     )
-    return per_arm.drop(pl.selectors.starts_with("_")).sort(
+    # Exactly the comparison table's columns, in its order.
+    return per_arm.select(columns(ComparisonRow)).sort(
         [*POINT_KEYS, pl.col("arm").replace_strict(ARM_ORDER), "variant"], nulls_last=True
     )
 
@@ -172,8 +190,8 @@ def _label(row: dict) -> str:
 
 
 def markdown(comparison: pl.DataFrame) -> str:
-    """The comparison as markdown tables: throughput and latency per point, then KV transfer."""
-    comparison = with_current_columns(comparison)
+    """The comparison (with the current columns) as markdown tables: throughput and latency per
+    point, then KV transfer."""
     lines = [
         "| input | output | load | arm | GPUs | valid | out tok/s | per GPU (±sd) "
         "| vs single | vs replicated | TTFT p50/p99 ms | TPOT p50/p99 ms | goodput req/s |",
@@ -212,11 +230,3 @@ def markdown(comparison: pl.DataFrame) -> str:
                 f"| {link or '–'} | {_fmt(r['kv_link_fraction'], '{:.2%}')} |"
             )
     return "\n".join(lines)
-
-
-def with_current_columns(comparison: pl.DataFrame) -> pl.DataFrame:
-    """A comparison from older results, with the columns added since (variant, KV link) null."""
-    added = {"kv_link": pl.Utf8, "kv_link_gbyte_per_s": pl.Float64, "kv_link_fraction": pl.Float64}
-    return with_variant(comparison).with_columns(
-        pl.lit(None, dtype=t).alias(c) for c, t in added.items() if c not in comparison.columns
-    )

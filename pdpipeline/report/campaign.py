@@ -1,0 +1,57 @@
+"""A stored campaign's comparison: from its runs, the KV link its hardware_check found and the
+model its profile names; stored when its comparison_report never ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pydantic
+import yaml
+
+from pdpipeline.kvcache import KVLayout, kv_layout, load_config
+from pdpipeline.profile import profile_from_text
+from pdpipeline.report.compare import compare, link_between, with_current_columns
+from pdpipeline.warehouse.store import Warehouse
+
+
+def campaign_comparison(
+    warehouse: Warehouse, campaign_id: str, layout: KVLayout | None = None
+) -> pl.DataFrame:
+    """Compare one campaign's runs, with the KV link its hardware_check found.
+
+    `layout` predicts KV bytes per prompt; without it, the model config named by the campaign's
+    profile is read when it is here."""
+    runs = with_current_columns(
+        warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
+    )
+    hosts = warehouse.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign_id])
+    text = warehouse.query(
+        "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
+    )["profile_text"]
+    try:
+        profile = profile_from_text(text[0]) if text.len() else None
+    except (pydantic.ValidationError, yaml.YAMLError):
+        profile = None  # a profile of an older format: no link, no prediction
+    arm = profile.arms.disaggregated if profile else None
+    link = (
+        link_between(hosts, [p.host for p in arm.prefill], [p.host for p in arm.decode])
+        if arm
+        else None
+    )
+    if layout is None and profile is not None:
+        config = Path(profile.model.tokenizer_dir) / "config.json"
+        if config.is_file():
+            layout = kv_layout(load_config(config.parent), profile.model.kv_cache_dtype)
+    return compare(runs, layout, link)
+
+
+def ensure_comparison(warehouse: Warehouse, campaign_id: str) -> None:
+    """Store the campaign's comparison if its comparison_report never ran (e.g. arms
+    materialized one by one on a remote host), so SQL users find it too."""
+    stored = warehouse.query(
+        "SELECT count(*) AS n FROM comparison WHERE campaign_id = ?", [campaign_id]
+    )
+    if not stored["n"][0]:
+        table = campaign_comparison(warehouse, campaign_id)
+        warehouse.replace({"comparison": table}, where={"campaign_id": campaign_id})

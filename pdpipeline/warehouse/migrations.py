@@ -1,0 +1,111 @@
+"""Schema versions of a warehouse file, recorded in its `schema_version` table.
+
+A new file is created from schema.sql at the latest version. A file of an earlier version is
+brought to it once, step by step, in one transaction; after that a write connection only reads
+the version. A file from before versions were recorded counts as version 0, whatever columns it
+gained on its own: the steps say `IF NOT EXISTS`, so one is harmless where its columns are there.
+
+Views (views.sql) are applied after the steps whenever a file's version moves, since they read
+migrated columns: a change to views.sql comes with a step of its own, even one without SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    what: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "hosts: NVLink links and their rate",
+        """
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS nvlink JSON;
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS nvlink_gbit_per_s DOUBLE;
+        """,
+    ),
+    Migration(
+        2,
+        "handoff variants: the variant of every run, request, metric and comparison row; "
+        "the KV link a comparison row sets its transfer rate against",
+        """
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS variant VARCHAR;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS variant VARCHAR;
+        ALTER TABLE server_metrics ADD COLUMN IF NOT EXISTS variant VARCHAR;
+        ALTER TABLE comparison ADD COLUMN IF NOT EXISTS variant VARCHAR;
+        ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link VARCHAR;
+        ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link_gbyte_per_s DOUBLE;
+        ALTER TABLE comparison ADD COLUMN IF NOT EXISTS kv_link_fraction DOUBLE;
+        """,
+    ),
+    Migration(
+        3,
+        "requests: the proxy's prefill leg, handoff wait and KV blocks",
+        """
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS prefill_s DOUBLE;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS handoff_s DOUBLE;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS kv_blocks INTEGER;
+        """,
+    ),
+)
+LATEST = MIGRATIONS[-1].version
+
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     INTEGER PRIMARY KEY,
+    applied_at  TIMESTAMPTZ NOT NULL
+)
+"""
+
+
+def _sql(name: str) -> str:
+    return Path(__file__).with_name(name).read_text()
+
+
+def recorded_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The file's schema version; None when it records none (new, or from before versions)."""
+    if "schema_version" not in _tables(con):
+        return None
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Bring the file to the latest version; the versions recorded (none when it was there)."""
+    current = recorded_version(con)
+    if current is not None and current >= LATEST:
+        return []
+    new_file = current is None and not _tables(con)
+    steps = [] if new_file else [m for m in MIGRATIONS if m.version > (current or 0)]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(VERSION_TABLE)
+        # Tables an older file lacks are created at their latest shape; the steps skip them.
+        con.execute(_sql("schema.sql"))
+        for step in steps:
+            con.execute(step.sql)
+        con.execute(_sql("views.sql"))
+        recorded = [m.version for m in steps] if steps else [LATEST]
+        con.executemany(
+            "INSERT INTO schema_version VALUES (?, current_timestamp)", [[v] for v in recorded]
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return recorded
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()
+    return {name for (name,) in rows}

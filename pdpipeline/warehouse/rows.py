@@ -1,0 +1,271 @@
+"""One row class per warehouse table: its fields are the table's columns, in schema.sql's order.
+
+Rows are built as these where they are measured or found, and turned into typed polars frames
+on their way into DuckDB, so a missing or misspelled column fails where the row is made. JSON
+columns hold JSON text; TIMESTAMPTZ columns hold aware datetimes. `ComparisonRow` is never
+built: the comparison is computed as a frame, and its fields name that frame's columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Sequence
+from datetime import datetime
+from types import NoneType, UnionType
+
+import polars as pl
+
+Json = str  # JSON text (json.dumps of the value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignRow:
+    campaign_id: str
+    started_at: datetime
+    profile_name: str
+    profile_path: str | None
+    profile_sha256: str
+    profile_text: str
+    git_sha: str | None
+    versions: Json | None  # controller package versions
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HostRow:
+    campaign_id: str
+    host: str
+    address: str | None
+    reach: str | None
+    hostname: str | None
+    cpu_model: str | None
+    cpu_count: int | None
+    memory_bytes: int | None
+    device_kind: str | None
+    gpu_count: int | None
+    gpus: Json | None
+    rdma: Json | None
+    nics: Json | None
+    link_gbit_per_s: float | None
+    nvlink: Json | None
+    nvlink_gbit_per_s: float | None
+    versions: Json | None
+    model_dir: str | None
+    model_present: bool | None
+    model_bytes: int | None
+    clock_offset_s: float | None
+    checked_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KvCacheRow:
+    campaign_id: str
+    tokens: int
+    bytes: int
+    bytes_per_token: int
+    architecture: str | None
+    kv_dtype: str | None
+    link: str
+    link_source: str  # "host" (found by hardware_check) or "catalogue"
+    link_gbit_per_s: float | None
+    predicted_seconds: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunRow:
+    run_id: str
+    campaign_id: str
+    arm: str
+    point: str
+    input_len: str
+    output_len: str
+    concurrency: int | None
+    request_rate: float | None
+    repeat: int
+    instances: int
+    gpus: int
+    valid: bool
+    invalid_reason: str | None
+    requests: int
+    failed: int
+    duration_s: float | None
+    request_throughput: float | None
+    output_throughput: float | None
+    total_throughput: float | None
+    output_throughput_per_gpu: float | None
+    total_throughput_per_gpu: float | None
+    goodput: float | None
+    slo_ttft_ms: float | None
+    slo_tpot_ms: float | None
+    ttft_mean_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p90_ms: float | None
+    ttft_p95_ms: float | None
+    ttft_p99_ms: float | None
+    tpot_mean_ms: float | None
+    tpot_p50_ms: float | None
+    tpot_p90_ms: float | None
+    tpot_p95_ms: float | None
+    tpot_p99_ms: float | None
+    itl_mean_ms: float | None
+    itl_p50_ms: float | None
+    itl_p90_ms: float | None
+    itl_p95_ms: float | None
+    itl_p99_ms: float | None
+    e2e_mean_ms: float | None
+    e2e_p50_ms: float | None
+    e2e_p90_ms: float | None
+    e2e_p95_ms: float | None
+    e2e_p99_ms: float | None
+    kv_bytes: float | None
+    kv_transfers: float | None
+    kv_xfer_time_s: float | None
+    kv_failed_transfers: float | None
+    kv_external_tokens: float | None
+    kv_params_missing: float | None
+    started_at: datetime | None
+    variant: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRow:
+    run_id: str
+    campaign_id: str
+    arm: str
+    request_index: int
+    request_id: str
+    served_by: str | None
+    sent_at: float | None
+    ttft_s: float | None
+    tpot_s: float | None
+    e2e_s: float | None
+    itl_s: Json | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    expected_prompt_tokens: int | None
+    expected_output_tokens: int | None
+    status: int | None
+    error: str | None
+    ok: bool
+    variant: str | None
+    prefill_s: float | None
+    handoff_s: float | None
+    kv_blocks: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ServerMetricRow:
+    run_id: str
+    campaign_id: str
+    arm: str
+    server: str
+    name: str
+    labels: Json | None
+    before: float | None
+    after: float | None
+    delta: float | None
+    variant: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HandoffVariantRow:
+    campaign_id: str
+    arm: str
+    variant: str
+    kv_connector: str
+    handoff: str
+    kv_connector_extra_config: Json | None
+    env: Json | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ComparisonRow:
+    campaign_id: str
+    input_len: str
+    output_len: str
+    concurrency: int | None
+    request_rate: float | None
+    arm: str
+    gpus: int | None
+    valid_repeats: int | None
+    output_throughput: float | None
+    output_throughput_per_gpu: float | None
+    output_throughput_per_gpu_std: float | None
+    goodput: float | None
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    tpot_p50_ms: float | None
+    tpot_p99_ms: float | None
+    per_gpu_vs_single: float | None
+    per_gpu_vs_replicated: float | None
+    ttft_p50_vs_replicated: float | None
+    tpot_p50_vs_replicated: float | None
+    kv_bytes_per_transfer: float | None
+    kv_seconds_per_transfer: float | None
+    kv_gbyte_per_s: float | None
+    kv_predicted_bytes: float | None
+    variant: str | None
+    kv_link: str | None
+    kv_link_gbyte_per_s: float | None
+    kv_link_fraction: float | None
+
+
+Row = (
+    CampaignRow
+    | HostRow
+    | KvCacheRow
+    | RunRow
+    | RequestRow
+    | ServerMetricRow
+    | HandoffVariantRow
+    | ComparisonRow
+)
+
+ROW_CLASSES: dict[str, type[Row]] = {
+    "campaigns": CampaignRow,
+    "hosts": HostRow,
+    "kv_cache": KvCacheRow,
+    "runs": RunRow,
+    "requests": RequestRow,
+    "server_metrics": ServerMetricRow,
+    "handoff_variants": HandoffVariantRow,
+    "comparison": ComparisonRow,
+}
+
+_DTYPES: dict[type, pl.DataType] = {
+    str: pl.String(),
+    int: pl.Int64(),
+    float: pl.Float64(),
+    bool: pl.Boolean(),
+    datetime: pl.Datetime("us", "UTC"),
+}
+
+
+def columns(row_class: type[Row]) -> list[str]:
+    """The table's columns, in order."""
+    return [f.name for f in dataclasses.fields(row_class)]
+
+
+@functools.cache
+def polars_schema(row_class: type[Row]) -> dict[str, pl.DataType]:
+    """Each column's polars type, from the field's annotation (`X | None` is a nullable X)."""
+    schema = {}
+    for name, hint in typing.get_type_hints(row_class).items():
+        if isinstance(hint, UnionType):
+            (hint,) = (t for t in typing.get_args(hint) if t is not NoneType)
+        schema[name] = _DTYPES[hint]
+    return schema
+
+
+def to_frame(rows: Sequence[Row]) -> pl.DataFrame:
+    """Rows of one class as a frame of its columns, typed even where every value is None."""
+    if not rows:
+        return pl.DataFrame()
+    row_class = type(rows[0])
+    if any(type(r) is not row_class for r in rows):
+        raise TypeError(f"rows of more than one table given as {row_class.__name__} rows")
+    return pl.DataFrame(
+        {name: [getattr(r, name) for r in rows] for name in columns(row_class)},
+        schema=polars_schema(row_class),
+    )

@@ -1,0 +1,46 @@
+-- The warehouse's views, applied after migrations (they read migrated columns) whenever a
+-- file's schema version moves. A change here comes with a new step in migrations.py, so that
+-- existing files get it.
+
+CREATE OR REPLACE VIEW latest_campaign AS
+    SELECT * FROM campaigns ORDER BY started_at DESC LIMIT 1;
+
+CREATE OR REPLACE VIEW latest_comparison AS
+    SELECT c.* FROM comparison c JOIN latest_campaign USING (campaign_id)
+    ORDER BY input_len, output_len, concurrency NULLS LAST, request_rate, arm, variant;
+
+CREATE OR REPLACE VIEW throughput_vs_load AS
+    SELECT campaign_id, arm, variant, input_len, output_len, concurrency, request_rate,
+           count(*) FILTER (WHERE valid) AS valid_repeats,
+           avg(output_throughput) FILTER (WHERE valid) AS output_throughput,
+           avg(output_throughput_per_gpu) FILTER (WHERE valid) AS output_throughput_per_gpu,
+           avg(ttft_p50_ms) FILTER (WHERE valid) AS ttft_p50_ms,
+           avg(tpot_p50_ms) FILTER (WHERE valid) AS tpot_p50_ms
+    FROM runs GROUP BY ALL;
+
+CREATE OR REPLACE VIEW nightly_trend AS
+    SELECT k.profile_name, k.started_at, r.campaign_id, r.arm, r.variant, r.input_len, r.output_len,
+           r.concurrency, r.request_rate,
+           avg(r.output_throughput_per_gpu) FILTER (WHERE r.valid) AS output_throughput_per_gpu,
+           avg(r.ttft_p50_ms) FILTER (WHERE r.valid) AS ttft_p50_ms,
+           bool_and(r.valid) AS all_valid
+    FROM runs r JOIN campaigns k USING (campaign_id)
+    GROUP BY ALL ORDER BY k.started_at;
+
+-- KV moved per campaign and handoff variant: the runs' NIXL totals and the rate they give.
+CREATE OR REPLACE VIEW kv_transfer_totals AS
+    SELECT campaign_id, variant,
+           sum(kv_bytes) AS kv_bytes, sum(kv_transfers) AS kv_transfers,
+           sum(kv_xfer_time_s) AS kv_xfer_time_s,
+           sum(kv_bytes) / nullif(sum(kv_xfer_time_s), 0) / 1e9 AS kv_gbyte_per_s,
+           sum(kv_failed_transfers) AS kv_failed_transfers,
+           sum(kv_external_tokens) AS kv_external_tokens
+    FROM runs WHERE arm = 'disaggregated' GROUP BY ALL;
+
+-- Per disaggregated request: the KV blocks its prefill offered, the run's measured NIXL bytes
+-- split over its requests by those blocks, and the proxy's timing of the handoff.
+CREATE OR REPLACE VIEW request_kv AS
+    SELECT q.campaign_id, q.variant, q.run_id, q.request_index, q.request_id, q.kv_blocks,
+           r.kv_bytes * q.kv_blocks / sum(q.kv_blocks) OVER (PARTITION BY q.run_id) AS kv_bytes,
+           q.prefill_s, q.handoff_s
+    FROM requests q JOIN runs r USING (run_id) WHERE q.arm = 'disaggregated';
