@@ -6,7 +6,7 @@ MODEL := models/tiny-llama
 PROFILE ?= profiles/local.yaml
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup run test ui lint bench clean offline-wheels
+.PHONY: setup run test test-fast ui lint bench clean offline-wheels
 
 setup: $(VENV)/.installed $(MODEL)/tokenizer.json
 
@@ -29,7 +29,13 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check pdpipeline tests benchmarks
+	$(BIN)/ruff format --check pdpipeline tests benchmarks
 	$(BIN)/pytest -ra
+
+# The quick slice while developing: no vLLM server, no sshd, no browser.
+test-fast: setup
+	$(BIN)/ruff check pdpipeline tests benchmarks
+	$(BIN)/pytest -ra -m "not vllm and not ssh and not browser"
 
 ui: setup
 	$(BIN)/python -m pdpipeline.ui

@@ -1,6 +1,5 @@
--- The warehouse's views, applied after migrations (they read migrated columns) whenever a
--- file's schema version moves. A change here comes with a new step in migrations.py, so that
--- existing files get it.
+-- The warehouse's views, re-applied on every write connection after the migrations (they read
+-- migrated columns), so a changed view reaches existing files by itself.
 
 CREATE OR REPLACE VIEW latest_campaign AS
     SELECT * FROM campaigns ORDER BY started_at DESC LIMIT 1;
