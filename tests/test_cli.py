@@ -17,8 +17,8 @@ from pdpipeline.cli import main
 from pdpipeline.warehouse.rows import CampaignRow
 from pdpipeline.warehouse.store import Warehouse
 from tests.conftest import ROOT, local_profile_data
-from tests.test_compare import CAMPAIGN, two_variant_campaign
-from tests.test_profile import MALFORMED
+from tests.support.profiles import MALFORMED
+from tests.support.published import CAMPAIGN, two_variant_campaign
 
 LOCAL_PROFILE = ROOT / "profiles" / "local.yaml"
 OLDER_CAMPAIGN = "h100x2-20261126T000000Z"

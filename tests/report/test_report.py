@@ -15,11 +15,11 @@ from pdpipeline.report.campaign import campaign_comparison
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
-from tests.browser import SCREENSHOTS, browser_page, expect
-from tests.test_compare import CAMPAIGN as VARIANT_CAMPAIGN
-from tests.test_compare import two_variant_campaign
+from tests.support.browser import SCREENSHOTS, browser_page, expect
+from tests.support.published import CAMPAIGN as VARIANT_CAMPAIGN
+from tests.support.published import two_variant_campaign
 
-RESULTS = Path(__file__).resolve().parent.parent / "results" / "h100x2-2026-11-27"
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "h100x2-2026-11-27"
 CAMPAIGN = "h100x2-20261127T034529Z"
 
 

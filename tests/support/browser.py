@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 __all__ = ["SCREENSHOTS", "browser_page", "dismiss_welcome", "expect", "wait_for_http"]
 
 # Screenshots land here for a person to look at after a run.
-SCREENSHOTS = Path(__file__).resolve().parent.parent / ".runs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".runs" / "screenshots"
 
 # No network here or in CI: Chromium's background services would only fail and retry.
 CHROMIUM_ARGS = [

@@ -31,9 +31,9 @@ from pdpipeline.warehouse.rows import (
 )
 from pdpipeline.warehouse.store import Warehouse
 from tests.conftest import local_profile_data
-from tests.test_compare import CAMPAIGN, two_variant_campaign
+from tests.support.published import CAMPAIGN, two_variant_campaign
 
-SCHEMA_SQL = Path(__file__).resolve().parent.parent / "pdpipeline" / "warehouse" / "schema.sql"
+SCHEMA_SQL = Path(__file__).resolve().parents[2] / "pdpipeline" / "warehouse" / "schema.sql"
 DUCKDB_TYPES = {
     pl.String: {"VARCHAR", "JSON"},
     pl.Int64: {"INTEGER", "BIGINT"},

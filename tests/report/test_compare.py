@@ -4,8 +4,6 @@ and the disaggregated arm with a pull and a push variant (results/h100x2-pull-vs
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 
@@ -18,42 +16,22 @@ from pdpipeline.report.compare import (
     with_current_columns,
 )
 from pdpipeline.report.verdict import headline, verdicts
+from tests.support.published import (
+    BASELINES,
+    CAMPAIGN,
+    PUSH_VS_PULL,
+    VARIANTS,
+    lengths_as_text,
+    read_csv,
+    two_variant_campaign,
+)
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
-VARIANTS = RESULTS / "h100x2-pull-vs-push-2026-11-27"
-PUSH_VS_PULL = RESULTS / "h200x2-push-vs-pull-2026-11-27"
-BASELINES = RESULTS / "h100x2-2026-11-27"
-CAMPAIGN = "h100x2-20261127T062458Z"
 SERIES = [
     ("single", None),
     ("replicated", None),
     ("disaggregated", "pull"),
     ("disaggregated", "push"),
 ]
-
-
-def _read(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path, try_parse_dates=True)
-
-
-def _lengths_as_text(frame: pl.DataFrame) -> pl.DataFrame:
-    if "input_len" not in frame.columns:
-        return frame
-    return frame.with_columns(pl.col("input_len", "output_len").cast(pl.Utf8))
-
-
-def two_variant_campaign() -> dict[str, pl.DataFrame]:
-    """The published campaign's tables, as the warehouse holds them (comparison left out)."""
-    tables = {
-        t: _lengths_as_text(_read(VARIANTS / f"{t}.csv"))
-        for t in ("campaigns", "hosts", "kv_cache", "runs", "handoff_variants")
-    }
-    tables["runs"] = tables["runs"].with_columns(pl.col("request_rate").cast(pl.Float64))
-    tables["campaigns"] = tables["campaigns"].with_columns(
-        profile_text=pl.lit((VARIANTS / "profile.yaml").read_text())
-    )
-    tables["requests"] = pl.read_parquet(VARIANTS / "requests.parquet")
-    return tables
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +91,10 @@ def test_each_variant_is_set_against_the_same_replicated_row(comparison, campaig
 def test_a_one_variant_campaign_compares_as_it_was_published():
     # The H200 push campaign ran before variants existed; its published comparison came from the
     # comparison code of that time. As variant 'push', its runs give the same figures.
-    runs = _lengths_as_text(_read(PUSH_VS_PULL / "push" / "runs.csv")).with_columns(
+    runs = lengths_as_text(read_csv(PUSH_VS_PULL / "push" / "runs.csv")).with_columns(
         variant=pl.lit("push"), request_rate=pl.col("request_rate").cast(pl.Float64)
     )
-    published = _lengths_as_text(_read(PUSH_VS_PULL / "push" / "comparison.csv"))
+    published = lengths_as_text(read_csv(PUSH_VS_PULL / "push" / "comparison.csv"))
     ours = compare(runs).filter(pl.col("variant") == "push")
     joined = ours.join(published, on=["input_len", "output_len", "concurrency"], suffix="_pub")
     assert joined.height == 6
@@ -125,7 +103,7 @@ def test_a_one_variant_campaign_compares_as_it_was_published():
 
 
 def test_the_stored_comparison_is_what_compare_gives(campaign):
-    stored = _lengths_as_text(_read(VARIANTS / "comparison.csv"))
+    stored = lengths_as_text(read_csv(VARIANTS / "comparison.csv"))
     link = link_between(campaign["hosts"], ["h100"], ["h100"])
     ours = compare(campaign["runs"], link=link)
     keys = ["input_len", "output_len", "concurrency", "arm", "variant"]
@@ -183,7 +161,7 @@ def test_verdict_and_headline_name_both_variants(comparison):
 
 
 def test_runs_without_a_variant_column_are_one_variant():
-    runs = _read(BASELINES / "runs.csv").with_columns(
+    runs = read_csv(BASELINES / "runs.csv").with_columns(
         pl.col("input_len", "output_len").cast(pl.Utf8)
     )
     assert "variant" not in runs.columns
@@ -202,7 +180,7 @@ def test_arm_label():
 
 def test_link_between_found_hosts():
     # Two GPUs on NVLink, 3824.9 Gbit/s per GPU as hardware_check found it.
-    hosts = _read(VARIANTS / "hosts.csv")
+    hosts = read_csv(VARIANTS / "hosts.csv")
     link = link_between(hosts, ["h100"], ["h100"])
     assert link is not None and link.name == "h100 NVLink"
     assert link.gbyte_per_s == pytest.approx(478.1, abs=0.1)
@@ -227,7 +205,7 @@ def test_link_between_hosts_is_the_slowest_network_link():
 
 
 def test_a_published_comparison_without_variant_or_link_columns():
-    published = _read(BASELINES / "comparison.csv").with_columns(
+    published = read_csv(BASELINES / "comparison.csv").with_columns(
         pl.col("input_len", "output_len").cast(pl.Utf8)
     )
     assert "variant" not in published.columns and "kv_link" not in published.columns

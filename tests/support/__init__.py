@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: real hosts, browsers, published campaigns, profiles."""
