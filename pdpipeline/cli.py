@@ -41,12 +41,26 @@ def _bench(args: argparse.Namespace) -> None:
     from pdpipeline.loadgen.client import Client
     from pdpipeline.loadgen.schedule import Load
     from pdpipeline.loadgen.stats import Slo, format_summary
-    from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
+    from pdpipeline.loadgen.window import Sizing
+    from pdpipeline.loadgen.workload import (
+        Lengths,
+        RequestStream,
+        build_requests,
+        iter_requests,
+        load_prompt_source,
+    )
 
     source = load_prompt_source(args.tokenizer, args.api)
     input_len, output_len = Lengths.parse(args.input_len), Lengths.parse(args.output_len)
-    requests = build_requests(source, args.num_requests, input_len, output_len, args.seed, "bench")
+    requests = RequestStream(iter_requests(source, input_len, output_len, args.seed, "bench"))
     warmup = build_requests(source, args.warmup, input_len, output_len, args.seed, "warmup")
+    sizing = Sizing(
+        min_window_s=args.min_window_s,
+        min_window_requests=args.min_window_requests,
+        max_requests=max(args.max_requests, args.num_requests),
+        min_requests=args.num_requests,
+        warmup_share=args.warmup_share,
+    )
     load = Load(
         concurrency=args.concurrency,
         request_rate=args.request_rate,
@@ -67,6 +81,7 @@ def _bench(args: argparse.Namespace) -> None:
                 args.gpus,
                 Slo(args.slo_ttft_ms, args.slo_tpot_ms),
                 args.seed,
+                sizing,
             )
 
     result = asyncio.run(run())
@@ -223,7 +238,17 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--api", choices=["completions", "chat"], default="completions")
     bench.add_argument("--input-len", default="128", help="N or LO:HI (uniform)")
     bench.add_argument("--output-len", default="32", help="N or LO:HI (uniform)")
-    bench.add_argument("--num-requests", type=int, default=64)
+    # A run lasts until its steady window has both minimums (and --num-requests were sent),
+    # or until --max-requests; the figures cover that window.
+    bench.add_argument("--num-requests", type=int, default=1, help="send at least this many")
+    bench.add_argument("--min-window-s", type=float, default=20.0, help="steady window, seconds")
+    bench.add_argument(
+        "--min-window-requests", type=int, default=32, help="requests started in the window"
+    )
+    bench.add_argument("--max-requests", type=int, default=2000, help="never send more")
+    bench.add_argument(
+        "--warmup-share", type=float, default=0.1, help="open loop: arrival period left out"
+    )
     load = bench.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=int, help="closed loop")
     load.add_argument("--request-rate", type=float, help="open loop, requests/s")

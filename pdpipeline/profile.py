@@ -243,7 +243,15 @@ class Workload(Strict):
     request_rates: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
     burstiness: float = Field(1.0, gt=0)
     max_concurrency: int | None = Field(None, gt=0)
-    requests_per_point: int = Field(32, ge=1)
+    # A point runs until its steady window (loadgen/window.py) has lasted `min_window_s` with
+    # `min_window_requests` started inside it, and at least `requests_per_point` were sent; a
+    # point reaching `max_requests_per_point` first stops there, its run flagged window_short.
+    min_window_s: float = Field(20.0, ge=0)
+    min_window_requests: int = Field(32, ge=1)
+    max_requests_per_point: int = Field(2000, ge=1)
+    requests_per_point: int = Field(1, ge=1)
+    # Open loop: the share of the arrival period before the window starts.
+    open_loop_warmup_share: float = Field(0.1, ge=0, lt=1)
     warmup_requests: int = Field(4, ge=0)
     repeats: int = Field(1, ge=1)
     seed: int = 0
@@ -256,10 +264,49 @@ class Workload(Strict):
             raise ValueError("give concurrency levels and/or request_rates")
         return self
 
+    @model_validator(mode="after")
+    def _room_for_a_window(self) -> Workload:
+        bound = self.max_requests_per_point
+        if bound < self.requests_per_point:
+            raise ValueError(
+                f"max_requests_per_point {bound} is below requests_per_point "
+                f"{self.requests_per_point}"
+            )
+        if self.concurrency and bound <= max(self.concurrency):
+            # A closed loop's window opens at its c-th completion; no request would start in it.
+            raise ValueError(
+                f"max_requests_per_point {bound} leaves no steady window at concurrency "
+                f"{max(self.concurrency)}: give more"
+            )
+        return self
+
 
 class Slo(Strict):
+    """The limits of each run's own `goodput` figure; without `slo_tiers`, the one tier."""
+
     ttft_ms: float = Field(500.0, gt=0)
     tpot_ms: float = Field(50.0, gt=0)
+
+
+class SloTier(Strict):
+    """A service level the report judges the setups at (DistServe's goodput): a request meets it
+    when it meets every limit given, and a load meets it when `attainment` of its requests do."""
+
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    attainment: float = Field(0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> SloTier:
+        if self.ttft_ms is None and self.tpot_ms is None:
+            raise ValueError(
+                "give ttft_ms and/or tpot_ms: every request meets a tier with no limit"
+            )
+        return self
+
+
+DEFAULT_TIER = "default"
+TierName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
 # The fields that put a service on a port, and what the port is to that service.
@@ -297,6 +344,15 @@ class Profile(Strict):
     arms: Arms
     workload: Workload
     slo: Slo = Slo()
+    # Named service levels the report's verdict is given at; none: `slo` is the one tier.
+    slo_tiers: dict[TierName, SloTier] | None = Field(None, min_length=1)
+
+    @property
+    def tiers(self) -> dict[str, SloTier]:
+        """The SLO tiers the report judges at: `slo_tiers`, else one made of `slo`."""
+        if self.slo_tiers:
+            return dict(self.slo_tiers)
+        return {DEFAULT_TIER: SloTier(ttft_ms=self.slo.ttft_ms, tpot_ms=self.slo.tpot_ms)}
 
     @model_validator(mode="after")
     def _references(self) -> Profile:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,15 @@ from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import MetricDelta, total
 from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import Slo
-from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests, load_prompt_source
+from pdpipeline.loadgen.window import Sizing, Window, started_at
+from pdpipeline.loadgen.workload import (
+    Lengths,
+    PromptSource,
+    RequestStream,
+    build_requests,
+    iter_requests,
+    load_prompt_source,
+)
 from pdpipeline.plan import ArmPlan, plan_arms
 from pdpipeline.profile import Profile, Workload
 from pdpipeline.serving import protocol
@@ -50,8 +59,12 @@ class Point:
     repeat: int
 
     @property
+    def shape(self) -> str:
+        return f"in{self.input_len}-out{self.output_len}"
+
+    @property
     def key(self) -> str:
-        return f"in{self.input_len}-out{self.output_len}-{self.load.label}-rep{self.repeat}"
+        return f"{self.shape}-{self.load.label}-rep{self.repeat}"
 
 
 @dataclass
@@ -80,6 +93,44 @@ def workload_points(workload: Workload) -> Iterator[Point]:
         for load in loads:
             for repeat in range(workload.repeats):
                 yield Point(Lengths.parse(p.input_len), Lengths.parse(p.output_len), load, repeat)
+
+
+def point_sizing(workload: Workload) -> Sizing:
+    """How long each point of the workload runs: until its steady window is measured."""
+    return Sizing(
+        min_window_s=workload.min_window_s,
+        min_window_requests=workload.min_window_requests,
+        max_requests=workload.max_requests_per_point,
+        min_requests=workload.requests_per_point,
+        warmup_share=workload.open_loop_warmup_share,
+    )
+
+
+@dataclass
+class RateSweep:
+    """Stops a rate sweep at saturation: once a request rate saturates the server, the higher
+    rates of the same shape are not measured on this launch; they would only queue more."""
+
+    say: Progress
+    limits: dict[str, float] = field(default_factory=dict)  # shape -> lowest saturating rate
+
+    def points(self, points: Iterable[Point]) -> Iterator[Point]:
+        for point in points:
+            rate, limit = point.load.request_rate, self.limits.get(point.shape)
+            if rate is not None and limit is not None and rate > limit:
+                self.say(f"{point.key}: skipped, {point.shape} saturated at {limit:g} req/s")
+                continue
+            yield point
+
+    def saw(self, point: Point, run: RunRow) -> None:
+        rate = point.load.request_rate
+        if not run.saturated or rate is None or rate >= self.limits.get(point.shape, math.inf):
+            return
+        self.limits[point.shape] = rate
+        self.say(
+            f"{point.key}: saturated (completions fell behind arrivals); "
+            f"{point.shape} is not measured above {rate:g} req/s"
+        )
 
 
 async def start_all(stack: AsyncExitStack, launchers: dict[str, Launcher], plan: ArmPlan) -> dict:
@@ -166,7 +217,8 @@ async def _run_plan(
             profile.workload.api,
             profile.workload.request_timeout_s,
         ) as client:
-            for point in workload_points(profile.workload):
+            sweep = RateSweep(lambda line: progress(f"[{name}] {line}"))
+            for point in sweep.points(workload_points(profile.workload)):
                 during = f"{point.key} of {name}"
                 # A server that dies mid-point ends the arm with its own error, not with the
                 # connection errors or failed requests that follow from it.
@@ -179,6 +231,7 @@ async def _run_plan(
                     await ensure_all_alive(watched, during, DEATH_GRACE_S)
                 _collect(result, campaign_id, point, run, plan)
                 progress(f"[{name}] {point.key}: {_one_line(result.runs[-1])}")
+                sweep.saw(point, result.runs[-1])
 
 
 def _watched(services: dict[str, tuple[Launcher, Service]], plan: ArmPlan) -> list[Watched]:
@@ -193,15 +246,21 @@ def _watched(services: dict[str, tuple[Launcher, Service]], plan: ArmPlan) -> li
 def _one_line(run: RunRow) -> str:
     verdict = "valid" if run.valid else f"INVALID: {run.invalid_reason}"
     ttft = run.ttft_p50_ms or 0.0
-    return f"{run.output_throughput:.0f} output tok/s, TTFT p50 {ttft:.1f} ms, {verdict}"
+    window = f"{run.window_s or 0.0:.1f} s window of {run.window_requests} requests"
+    if run.window_short:
+        window += " (SHORT: fewer than the minimums)"
+    return (
+        f"{run.output_throughput:.0f} output tok/s, TTFT p50 {ttft:.1f} ms over a {window}, "
+        f"{verdict}"
+    )
 
 
 async def _measure(client, source, profile, point, metrics_urls, plan, slo) -> BenchResult:
     workload = profile.workload
     salt = point.key
-    # A closed loop needs a few waves to reach a steady state: at least two per point.
-    count = max(workload.requests_per_point, 2 * (point.load.concurrency or 0))
-    requests = build_requests(source, count, point.input_len, point.output_len, workload.seed, salt)
+    requests = RequestStream(
+        iter_requests(source, point.input_len, point.output_len, workload.seed, salt)
+    )
     warmup = build_requests(
         source,
         workload.warmup_requests,
@@ -211,7 +270,15 @@ async def _measure(client, source, profile, point, metrics_urls, plan, slo) -> B
         salt + "/warmup",
     )
     return await bench(
-        client, requests, point.load, warmup, metrics_urls, plan.devices, slo, workload.seed
+        client,
+        requests,
+        point.load,
+        warmup,
+        metrics_urls,
+        plan.devices,
+        slo,
+        workload.seed,
+        point_sizing(workload),
     )
 
 
@@ -225,6 +292,11 @@ def _collect(
     kv = kv_transfer_figures(kept, plan)
     summary = dict(run.summary)
     reason = summary.pop("first_error")
+    window = (
+        None
+        if summary["window_start"] is None
+        else Window(summary["window_start"], summary["window_end"])
+    )
     if arm == "disaggregated" and kv["kv_params_missing"]:
         summary["valid"], reason = (
             False,
@@ -265,6 +337,7 @@ def _collect(
                 request_index=index,
                 itl_s=json.dumps(itl),
                 **row,
+                in_window=None if window is None else window.holds(started_at(record)),
             )
         )
     for m in kept:

@@ -267,7 +267,7 @@ def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
             # The summary (a figure and tables) is long, so the UI folds it behind a link.
             page.get_by_text("[Show Markdown]").first.click(timeout=60_000)
             expect(page.get_by_text(f"Campaign {result.id}").first).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("img", name="throughput per GPU")).to_be_visible()
+            expect(page.get_by_role("img", name="frontier")).to_be_visible()
             page.wait_for_timeout(1000)  # let the dialog finish fading in
             page.screenshot(path=str(SCREENSHOTS / "dagster-ui-comparison-report.png"))
     finally:

@@ -339,7 +339,6 @@ async def test_server_killed_mid_run_ends_the_arm_with_one_line_naming_it(
         killer.cancel()
     killed_at, groups = await killer
     message = str(died.value)
-    print(message, f"[{ended_at - killed_at:.1f} s after the kill]")
     assert "\n" not in message
     assert message.startswith(
         f"{role} instance {victim.server.name} on host local port {victim.service.port} "

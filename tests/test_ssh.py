@@ -142,7 +142,6 @@ async def test_remote_server_killed_mid_run_ends_the_arm_with_one_line_naming_it
         killer.cancel()
     _, groups = await killer
     message = str(died.value)
-    print(message)
     assert "\n" not in message
     assert message.startswith(
         f"standalone instance single-0 on host local port {victim.service.port} "

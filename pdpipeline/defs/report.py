@@ -9,8 +9,10 @@ from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.report.build import build
 from pdpipeline.report.campaign import campaign_comparison
-from pdpipeline.report.compare import arm_label
-from pdpipeline.report.regression import regressions
+from pdpipeline.report.compare import arm_label, with_current_columns
+from pdpipeline.report.regime import regime_map
+from pdpipeline.report.regression import regime_changes, regressions
+from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 
 
 class ReportConfig(dg.Config):
@@ -31,8 +33,8 @@ class ReportConfig(dg.Config):
         dg.AssetCheckSpec(
             "no_regression",
             asset="comparison_report",
-            description="No arm lost per-GPU throughput or TTFT p50 beyond the threshold "
-            "since the previous campaign of the profile",
+            description="No arm lost per-GPU throughput or TTFT p50 beyond the threshold, and no "
+            "cell of the regime map changed winner, since the previous campaign of the profile",
         ),
     ],
 )
@@ -44,21 +46,38 @@ def comparison_report(
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign.id])
     table = campaign_comparison(warehouse.store, campaign.id)
     link = table.drop_nulls("kv_link_gbyte_per_s").head(1)
-    warehouse.store.replace({"comparison": table}, where={"campaign_id": campaign.id})
+    # Every column but the inter-token gaps, which are the bulk of the table and unused here.
+    requests = warehouse.store.query(
+        "SELECT * EXCLUDE (itl_s) FROM requests WHERE campaign_id = ?", [campaign.id]
+    )
+    current = with_current_columns(runs)
+    tiers = campaign_tiers(campaign.profile_text, current)
+    warehouse.store.replace(
+        {
+            "comparison": table,
+            "slo_goodput": goodput_by_tier(current, requests, tiers),
+            "regime_map": regime_map(current, requests),
+        },
+        where={"campaign_id": campaign.id},
+    )
     regressed = regressions(warehouse.store, campaign.id, config.regression_threshold)
+    moved = regime_changes(warehouse.store, campaign.id)
     report = build(
         warehouse.store,
         campaign.id,
         warehouse.reports_dir / campaign.id,
         config.regression_threshold,
     )
-    main_plot = base64.b64encode(report.figures["throughput_per_gpu"].read_bytes()).decode()
+    main_plot = base64.b64encode(report.figures["frontier"].read_bytes()).decode()
     invalid = runs.filter(~runs["valid"])
     return dg.MaterializeResult(
         metadata={
             "campaign_id": campaign.id,
+            # The verdicts and the frontier sentence, then the frontier they read off, then
+            # the per-point detail and the tables.
             "summary": dg.MetadataValue.md(
-                f"![throughput per GPU](data:image/png;base64,{main_plot})\n\n{report.summary_md}"
+                f"{report.verdict_md}\n\n![frontier](data:image/png;base64,{main_plot})\n\n"
+                f"{report.details_md}"
             ),
             "report": dg.MetadataValue.path(str(report.html_path.resolve())),
             "runs": runs.height,
@@ -77,19 +96,35 @@ def comparison_report(
             ),
             dg.AssetCheckResult(
                 check_name="no_regression",
-                passed=regressed.height == 0,
-                description=_regression_text(regressed, config.regression_threshold),
+                passed=regressed.height == 0 and moved.height == 0,
+                description=_regression_text(regressed, moved, config.regression_threshold),
             ),
         ],
     )
 
 
-def _regression_text(regressed, threshold: float) -> str:
-    if regressed.height == 0:
-        return f"no change beyond {threshold:.0%} against the previous campaign (if any)"
-    first = regressed.row(0, named=True)
-    return (
-        f"{regressed.height} regression(s) beyond {threshold:.0%} against {first['previous']}, "
-        f"e.g. {arm_label(first['arm'], first['variant'])} {first['metric']} "
-        f"{first['change']:+.0%} at {first['input_len']}/{first['output_len']}"
-    )
+def _regression_text(regressed, moved, threshold: float) -> str:
+    if regressed.height == 0 and moved.height == 0:
+        return (
+            f"no change beyond {threshold:.0%} and no regime map cell changing winner against "
+            "the previous campaign (if any)"
+        )
+    lines = []
+    if regressed.height:
+        first = regressed.row(0, named=True)
+        lines.append(
+            f"{regressed.height} regression(s) beyond {threshold:.0%} against "
+            f"{first['previous']}, e.g. {arm_label(first['arm'], first['variant'])} "
+            f"{first['metric']} {first['change']:+.0%} at {first['input_len']}/"
+            f"{first['output_len']}"
+        )
+    if moved.height:
+        cell = moved.row(0, named=True)
+        lines.append(
+            f"{moved.height} regime map cell(s) changed winner against {cell['previous']}, e.g. "
+            f"at {cell['input_len']}/{cell['output_len']}, TTFT <= {round(cell['ttft_ms'], 1):g} "
+            f"ms and TPOT <= {round(cell['tpot_ms'], 1):g} ms: "
+            f"{arm_label(cell['winner_arm_before'], cell['winner_variant_before'])} before, "
+            f"{arm_label(cell['winner_arm'], cell['winner_variant'])} now"
+        )
+    return "; ".join(lines)

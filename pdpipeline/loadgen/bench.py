@@ -14,7 +14,8 @@ from pdpipeline.loadgen.client import Client, RequestRecord
 from pdpipeline.loadgen.metrics import MetricDelta, deltas, scrape
 from pdpipeline.loadgen.schedule import Load, run_load
 from pdpipeline.loadgen.stats import Slo, summarize
-from pdpipeline.loadgen.workload import RequestSpec
+from pdpipeline.loadgen.window import Sizing
+from pdpipeline.loadgen.workload import RequestSpec, RequestStream
 
 
 @dataclass
@@ -27,16 +28,20 @@ class BenchResult:
 
 async def bench(
     client: Client,
-    requests: Sequence[RequestSpec],
+    requests: Sequence[RequestSpec] | RequestStream,
     load: Load,
     warmup: Sequence[RequestSpec] = (),
     metrics_urls: Mapping[str, str] | None = None,
     gpus: int = 1,
     slo: Slo | None = None,
     seed: int = 0,
+    sizing: Sizing | None = None,
 ) -> BenchResult:
     """Measure `requests` under `load` through `client`; warm-up requests are sent first and
-    left out of every figure (a failed warm-up still makes the run invalid)."""
+    left out of every figure (a failed warm-up still makes the run invalid).
+
+    With `sizing`, requests run until the steady window is measured and the figures cover that
+    window; without, every request is sent and the figures cover the whole run."""
     warm_records = await run_load(
         client.send, warmup, Load(concurrency=load.warmup_concurrency), seed
     )
@@ -44,9 +49,9 @@ async def bench(
     metrics_urls = dict(metrics_urls or {})
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         before = await _scrape_all(session, metrics_urls)
-        records = await run_load(client.send, requests, load, seed)
+        records = await run_load(client.send, requests, load, seed, sizing)
         after = await _scrape_all(session, metrics_urls)
-    summary = summarize(records, gpus=gpus, slo=slo)
+    summary = summarize(records, gpus, slo, load if sizing else None, sizing)
     if warmup_failures:
         summary["valid"] = False
         first = next(r for r in warm_records if not r.ok)

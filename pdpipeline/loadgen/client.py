@@ -25,7 +25,13 @@ PATHS: dict[Api, str] = {"completions": "/v1/completions", "chat": "/v1/chat/com
 
 @dataclass
 class RequestRecord:
-    """What one request did, as the client saw it. Times in seconds; `sent_at` is epoch."""
+    """What one request did, as the client saw it. Times in seconds; `sent_at` is epoch.
+
+    In an open loop `ttft_s` and `e2e_s` run from `scheduled_at`, the arrival the schedule
+    planned, and `queue_s` is the wait from there to the send (for a free slot under
+    `max_concurrency`): latency measured from the send alone would hide the queue a slow server
+    builds (coordinated omission). In a closed loop both are None and times run from the send.
+    """
 
     index: int
     request_id: str
@@ -44,6 +50,8 @@ class RequestRecord:
     prefill_s: float | None = None
     handoff_s: float | None = None
     kv_blocks: int | None = None
+    scheduled_at: float | None = None
+    queue_s: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import itertools
 import json
 import random
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -131,12 +135,48 @@ def build_requests(
     Different salts (workload point, repeat, warm-up) give different prompts, so no request can
     hit a prefix cache filled by an earlier one.
     """
+    return list(itertools.islice(iter_requests(source, input_len, output_len, seed, salt), count))
+
+
+def iter_requests(
+    source: PromptSource, input_len: Lengths, output_len: Lengths, seed: int, salt: str = ""
+) -> Iterator[RequestSpec]:
+    """`build_requests` without an end: its first `count` are `build_requests`' `count`."""
     rng = random.Random(f"{seed}/{salt}/{input_len}/{output_len}")
-    requests = []
-    for index in range(count):
+    for index in itertools.count():
         n_in, n_out = input_len.draw(rng), output_len.draw(rng)
-        requests.append(RequestSpec(index, source.make(n_in, rng), n_in, n_out))
-    return requests
+        yield RequestSpec(index, source.make(n_in, rng), n_in, n_out)
+
+
+class RequestStream:
+    """Requests for a run whose length is not known in advance (a window to fill).
+
+    The first `ready` are built before the run starts; each later one is built when asked for,
+    in a worker thread: a long prompt takes milliseconds to build and count, which on the event
+    loop would delay reading the tokens of the requests in flight.
+    """
+
+    def __init__(self, requests: Iterable[RequestSpec], ready: int = 0) -> None:
+        self._rest = iter(requests)
+        self._ready = collections.deque(itertools.islice(self._rest, ready))
+        # One generator cannot run in two threads at once.
+        self._building = asyncio.Lock()
+
+    @property
+    def ready(self) -> int:
+        """Requests built and not yet taken."""
+        return len(self._ready)
+
+    def prepare(self, count: int) -> None:
+        """Have `count` requests built before the run."""
+        self._ready.extend(itertools.islice(self._rest, max(0, count - len(self._ready))))
+
+    async def next(self) -> RequestSpec | None:
+        """The next request; None when there are no more."""
+        if self._ready:
+            return self._ready.popleft()
+        async with self._building:
+            return await asyncio.to_thread(next, self._rest, None)
 
 
 def load_prompt_source(model_dir: str, api: Api) -> PromptSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +12,38 @@ import polars as pl
 
 from pdpipeline.report import plots
 from pdpipeline.report.campaign import campaign_comparison
-from pdpipeline.report.compare import arm_label, markdown, with_current_columns
+from pdpipeline.report.compare import POINT_KEYS, arm_label, markdown, with_current_columns
+from pdpipeline.report.frontier import frontier, frontier_sentences, leaders
 from pdpipeline.report.regression import regressions
-from pdpipeline.report.verdict import headline, verdicts
+from pdpipeline.report.verdict import headline, tier_verdicts, verdicts
 from pdpipeline.warehouse.store import Warehouse
 
-CAMPAIGN_TABLES = ("campaigns", "hosts", "kv_cache", "runs", "comparison")
+CAMPAIGN_TABLES = (
+    "campaigns",
+    "hosts",
+    "kv_cache",
+    "runs",
+    "comparison",
+    "slo_goodput",
+    "regime_map",
+)
+
+
+# What each figure shows, as its caption and alt text on the page; the page shows them in this
+# order, the frontier first: it answers which setup to pick for a given interactivity.
+CAPTIONS = {
+    "frontier": "Frontier: output tokens/s per GPU against tokens/s per user over the load "
+    "sweep; each setup's front a staircase, dominated points faint, the top strip the leader",
+    "regime": "Regime map: the setup serving most requests/s per GPU at each TTFT and TPOT "
+    "limit (its best load within them), hatched where the gap to replicated is within the spread",
+    "throughput_per_gpu": "Output tokens/s per GPU against load (error bars: run-to-run sd)",
+    "throughput": "Output tokens/s against load",
+    "latency": "TTFT and TPOT against load (p50 solid, p99 dashed)",
+    "goodput": "Goodput: requests/s meeting the SLO, against load",
+    "latency_cdf": "TTFT and TPOT distributions at the highest load",
+    "kv_transfer": "KV transfer: time per transfer against prediction, and GB/s against the link",
+    "history": "Best output tokens/s per GPU across this profile's campaigns",
+}
 
 
 @dataclass
@@ -25,7 +52,9 @@ class Report:
     directory: Path
     figures: dict[str, Path]
     html_path: Path
-    summary_md: str
+    summary_md: str  # verdict_md, then details_md
+    verdict_md: str  # the title, the verdicts and the frontier sentence: what to read first
+    details_md: str  # the per-point verdicts, the KV link and the comparison tables
 
 
 def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
@@ -72,11 +101,13 @@ def build(
     f = load(warehouse, campaign_id)
     comparison, runs = f["comparison"], f["runs"]
     slo = f"TTFT <= {runs['slo_ttft_ms'][0]:.0f} ms, TPOT <= {runs['slo_tpot_ms'][0]:.0f} ms"
+    front = frontier(comparison)
     figures = {
-        "throughput": plots.throughput(comparison, out / "throughput.png", per_gpu=False),
+        "frontier": plots.frontier(front, out / "frontier.png", leaders(front)),
         "throughput_per_gpu": plots.throughput(
             comparison, out / "throughput_per_gpu.png", per_gpu=True
         ),
+        "throughput": plots.throughput(comparison, out / "throughput.png", per_gpu=False),
         "latency": plots.latency(comparison, out / "latency.png"),
         "goodput": plots.goodput(comparison, out / "goodput.png", slo),
     }
@@ -96,22 +127,54 @@ def build(
             nulls_equal=True,
         )
         figures["history"] = plots.history(f["trend"], out / "history.png", marked)
+    if f["regime_map"].height:
+        figures["regime"] = plots.regime_heatmap(f["regime_map"], out / "regime.png")
     points = verdicts(comparison)
-    summary = "\n".join(
+    page = _Verdicts(
+        tiers=_tier_sentences(f),
+        headline=headline(points),
+        frontier=frontier_sentences(front),
+        points=[p.sentence() for p in points],
+    )
+    verdict_md = "\n".join(
         [
             f"## Campaign {campaign_id}",
             "",
-            f"**{headline(points)}**",
+            *(f"- {t}" for t in page.tiers),
+            *([""] if page.tiers else []),
+            f"**{page.headline}**",
             "",
-            *(f"- {p.sentence()}" for p in points),
+            f"Frontier: {' '.join(page.frontier)}",
+        ]
+    )
+    details_md = "\n".join(
+        [
+            *(f"- {p}" for p in page.points),
             *_link_lines(comparison),
             "",
             markdown(comparison),
         ]
     )
+    summary = f"{verdict_md}\n\n{details_md}"
     html_path = out / "report.html"
-    html_path.write_text(_html(campaign_id, f, figures, points, summary))
-    return Report(campaign_id, out, figures, html_path, summary)
+    html_path.write_text(_html(campaign_id, f, figures, page))
+    return Report(campaign_id, out, figures, html_path, summary, verdict_md, details_md)
+
+
+@dataclass
+class _Verdicts:
+    """What the page and the summary say, in the order they say it."""
+
+    tiers: list[str]  # one sentence per SLO tier
+    headline: str
+    frontier: list[str]  # who leads where on the frontier, one sentence per workload shape
+    points: list[str]  # one sentence per workload point
+
+
+def _tier_sentences(f: dict[str, pl.DataFrame]) -> list[str]:
+    """One sentence per SLO tier of the campaign's profile, the first thing the page and the
+    summary say; none where comparison_report has not judged the campaign at its tiers."""
+    return [v.sentence() for v in tier_verdicts(f["slo_goodput"])]
 
 
 def _link_lines(comparison: pl.DataFrame) -> list[str]:
@@ -133,101 +196,263 @@ def _link_lines(comparison: pl.DataFrame) -> list[str]:
     ]
 
 
-def _image(path: Path) -> str:
+def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(frame: pl.DataFrame, columns: list[str], table_id: str) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>"
-        for row in frame.iter_rows(named=True)
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _shown(comparison: pl.DataFrame) -> pl.DataFrame:
-    """The comparison as the page shows it: arm and variant in one label, link share in %."""
-    return comparison.with_columns(
-        arm=pl.struct("arm", "variant").map_elements(
-            lambda r: arm_label(r["arm"], r["variant"]), return_dtype=pl.Utf8
-        ),
-        of_link=pl.col("kv_link_fraction").map_elements(
-            lambda f: f"{f:.2%}", return_dtype=pl.Utf8, skip_nulls=True
-        ),
+def _figure(key: str, path: Path) -> str:
+    caption = CAPTIONS.get(key, key)
+    return (
+        f'<figure id="figure-{key}">{_image(path, caption)}'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 
-def _cell(value) -> str:
+def _num(value: float | None, unit: str = "") -> str:
+    """Three significant figures at most, never in exponent form: what a reader compares."""
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 10 else f"{value:,.1f}"
-    return html.escape(str(value))
-
-
-def _html(campaign_id, f, figures, points, summary) -> str:
-    campaign = f["campaigns"].row(0, named=True) if f["campaigns"].height else {}
-    comparison_columns = [
-        "input_len",
-        "output_len",
-        "concurrency",
-        "request_rate",
-        "arm",
-        "gpus",
-        "valid_repeats",
-        "output_throughput",
-        "output_throughput_per_gpu",
-        "output_throughput_per_gpu_std",
-        "per_gpu_vs_single",
-        "per_gpu_vs_replicated",
-        "ttft_p50_ms",
-        "ttft_p99_ms",
-        "tpot_p50_ms",
-        "tpot_p99_ms",
-        "goodput",
-        "kv_bytes_per_transfer",
-        "kv_seconds_per_transfer",
-        "kv_gbyte_per_s",
-        "kv_link",
-        "of_link",
-    ]
-    host_columns = [
-        "host",
-        "hostname",
-        "cpu_model",
-        "cpu_count",
-        "gpu_count",
-        "gpus",
-        "link_gbit_per_s",
-        "nvlink_gbit_per_s",
-        "versions",
-    ]
-    verdict_items = "".join(f"<li>{html.escape(p.sentence())}</li>" for p in points)
-    images = "".join(
-        f"<figure>{_image(p)}<figcaption>{k}</figcaption></figure>" for k, p in figures.items()
+    size = abs(value)
+    text = (
+        f"{value:,.0f}"
+        if size >= 100
+        else f"{value:.1f}"
+        if size >= 10
+        else f"{value:.2f}"
+        if size >= 0.1 or size == 0
+        else f"{value:.2g}"
     )
+    return f"{text}{unit}"
+
+
+def _spread(mean: float | None, sd: float | None) -> str:
+    """'565.3 ± 3.5': the spread to the mean's decimals (more would claim a precision the mean
+    does not show)."""
+    text = _num(mean)
+    if mean is None or sd is None:
+        return text
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return f"{text} ± {sd:,.{decimals}f}"
+
+
+def _pair(a: float | None, b: float | None) -> str:
+    return f"{_num(a)} / {_num(b)}"
+
+
+def _load(row: dict) -> str:
+    return (
+        f"c={row['concurrency']}"
+        if row["concurrency"] is not None
+        else f"{row['request_rate']:g} req/s"
+    )
+
+
+# The comparison table's columns: header (units in it) and the cell of a row. Ratios and
+# per-GPU figures only: totals are per GPU times GPUs, and the summary's markdown has them.
+COMPARISON_COLUMNS = {
+    "Setup": lambda r: arm_label(r["arm"], r["variant"]),
+    "GPUs": lambda r: str(r["gpus"]),
+    "Valid runs": lambda r: str(r["valid_repeats"]),
+    "Output tok/s per GPU (± sd)": lambda r: _spread(
+        r["output_throughput_per_gpu"], r["output_throughput_per_gpu_std"]
+    ),
+    "vs replicated": lambda r: _num(r["per_gpu_vs_replicated"], "x"),
+    "TTFT p50 / p99 (ms)": lambda r: _pair(r["ttft_p50_ms"], r["ttft_p99_ms"]),
+    "TPOT p50 / p99 (ms)": lambda r: _pair(r["tpot_p50_ms"], r["tpot_p99_ms"]),
+    "Goodput (req/s in SLO)": lambda r: _num(r["goodput"]),
+    "KV MB per transfer (predicted)": lambda r: (
+        "–"
+        if r["kv_bytes_per_transfer"] is None
+        else f"{_num(r['kv_bytes_per_transfer'] / 1e6)} "
+        f"({_num(r['kv_predicted_bytes'] and r['kv_predicted_bytes'] / 1e6)})"
+    ),
+    "KV ms per transfer": lambda r: _num(
+        r["kv_seconds_per_transfer"] and r["kv_seconds_per_transfer"] * 1000
+    ),
+    "KV GB/s (of link)": lambda r: (
+        "–"
+        if r["kv_gbyte_per_s"] is None
+        else _num(r["kv_gbyte_per_s"])
+        + (f" ({r['kv_link_fraction']:.1%})" if r["kv_link_fraction"] is not None else "")
+    ),
+}
+
+
+def _comparison_table(comparison: pl.DataFrame) -> str:
+    """One row per point and series; the point's shape and load once, spanning its rows."""
+    head = "".join(
+        f'<th class="text">{html.escape(c)}</th>'
+        if c in ("Prompt / output tokens", "Load", "Setup")
+        else f"<th>{html.escape(c)}</th>"
+        for c in ["Prompt / output tokens", "Load", *COMPARISON_COLUMNS]
+    )
+    body = []
+    ordered = comparison.sort(
+        pl.col("input_len").str.extract(r"^(\d+)").cast(pl.Int64),
+        pl.col("output_len").str.extract(r"^(\d+)").cast(pl.Int64),
+        maintain_order=True,
+    )
+    for _, group in ordered.group_by(POINT_KEYS, maintain_order=True):
+        rows = group.rows(named=True)
+        for i, row in enumerate(rows):
+            cells = "".join(
+                f'<td class="setup">{html.escape(cell(row))}</td>'
+                if name == "Setup"
+                else f"<td>{html.escape(cell(row))}</td>"
+                for name, cell in COMPARISON_COLUMNS.items()
+            )
+            if i == 0:
+                span = f' rowspan="{len(rows)}"'
+                point = (
+                    f'<td{span} class="point">{html.escape(row["input_len"])} / '
+                    f"{html.escape(row['output_len'])}</td>"
+                    f'<td{span} class="point">{html.escape(_load(row))}</td>'
+                )
+                cells = point + cells
+            body.append(f"<tr>{cells}</tr>")
+    return (
+        f'<table id="comparison"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _parsed(value):
+    """A JSON column as stored (text) or as read back (already a list or a dict)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _gpus(row: dict) -> str:
+    """The GPUs nvidia-smi listed, counted by model."""
+    listed = _parsed(row.get("gpus")) or []
+    if not isinstance(listed, list) or not listed:
+        return str(row.get("gpu_count") or "–")
+    names: dict[str, int] = {}
+    for gpu in listed:
+        name = gpu.get("name", "?") if isinstance(gpu, dict) else str(gpu)
+        names[name] = names.get(name, 0) + 1
+    return ", ".join(f"{n} × {name}" for name, n in names.items())
+
+
+def _versions(row: dict) -> str:
+    """'python 3.12.3, vllm 0.24.0, nixl 1.5.1': the packages found, the missing left out."""
+    found = _parsed(row.get("versions")) or {}
+    if not isinstance(found, dict):
+        return str(found)
+    return ", ".join(f"{name} {v}" for name, v in found.items() if v) or "–"
+
+
+def _rate(value) -> str:
+    if value is None or value == "":
+        return "–"
+    return _num(float(value))
+
+
+HOST_COLUMNS = {
+    "Host": lambda r: f"{r['host']} ({r['hostname']})" if r.get("hostname") else r["host"],
+    "CPU": lambda r: f"{r.get('cpu_model') or '?'} × {r.get('cpu_count') or '?'}",
+    "Memory (GB)": lambda r: _num(r["memory_bytes"] and r["memory_bytes"] / 1e9),
+    "GPUs": _gpus,
+    "Network (Gbit/s)": lambda r: _rate(r.get("link_gbit_per_s")),
+    "NVLink (Gbit/s)": lambda r: _rate(r.get("nvlink_gbit_per_s")),
+    "Versions": _versions,
+    "Model": lambda r: (
+        f"{r.get('model_dir') or '–'}" + ("" if r.get("model_present") else " (missing)")
+    ),
+}
+TEXT_COLUMNS = {"Host", "CPU", "GPUs", "Versions", "Model"}
+
+
+def _hosts_table(hosts: pl.DataFrame) -> str:
+    head = "".join(
+        f'<th class="{"text" if c in TEXT_COLUMNS else ""}">{html.escape(c)}</th>'
+        for c in HOST_COLUMNS
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{"text" if name in TEXT_COLUMNS else ""}">{html.escape(cell(row))}</td>'
+            for name, cell in HOST_COLUMNS.items()
+        )
+        + "</tr>"
+        for row in hosts.iter_rows(named=True)
+    )
+    return f'<table id="hosts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _link_caption(comparison: pl.DataFrame) -> str:
+    lines = _link_lines(comparison)
+    return f'<p class="note">{html.escape(lines[-1])}</p>' if lines else ""
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222; max-width: 1400px; }
+h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; font-size: 0.82em; margin: 0.6em 0 1.2em; width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.45em; text-align: right; }
+th { background: #f3f3f3; vertical-align: bottom; font-weight: 600; }
+td { white-space: nowrap; }
+th.text, td.text, td.setup { text-align: left; } td.text { white-space: normal; }
+td.point { text-align: left; background: #fafafa; font-weight: 600; }
+figure { margin: 1.2em 0; } img { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: 0.9em; }
+.headline { font-size: 1.2em; font-weight: 600; }
+.tiers li { font-size: 1.05em; margin: 0.3em 0; }
+.frontier-sentence { font-size: 1.05em; max-width: 75em; }
+.note { color: #444; }
+details summary { cursor: pointer; color: #333; }
+"""
+
+
+def _html(campaign_id: str, f: dict[str, pl.DataFrame], figures: dict[str, Path], page) -> str:
+    campaign = f["campaigns"].row(0, named=True) if f["campaigns"].height else {}
+    tiers = (
+        '<ul id="tiers" class="tiers">'
+        + "".join(f"<li>{html.escape(t)}</li>" for t in page.tiers)
+        + "</ul>"
+        if page.tiers
+        else ""
+    )
+    points = "".join(f"<li>{html.escape(p)}</li>" for p in page.points)
+    frontier = "".join(f"<li>{html.escape(s)}</li>" for s in page.frontier)
+    order = list(CAPTIONS)
+    others = "".join(
+        _figure(k, figures[k])
+        for k in sorted(figures, key=lambda k: order.index(k) if k in order else len(order))
+        if k != "frontier"
+    )
+    main = _figure("frontier", figures["frontier"]) if "frontier" in figures else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pdpipeline — {html.escape(campaign_id)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
-th {{ background: #f3f3f3; }} figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
-.headline {{ font-size: 1.2em; font-weight: 600; }}
-</style></head><body>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{STYLE}</style></head><body>
 <h1>Campaign {html.escape(campaign_id)}</h1>
 <p>Profile <b>{html.escape(str(campaign.get("profile_name", "")))}</b>, started
 {html.escape(str(campaign.get("started_at", "")))},
 git {html.escape(str(campaign.get("git_sha")))}.</p>
-<p class="headline" id="headline">{html.escape(headline(points))}</p>
-<ul id="verdict">{verdict_items}</ul>
-<h2>Comparison</h2>
-{_table(_shown(f["comparison"]), comparison_columns, "comparison")}
+<section id="verdicts">
+<h2>Verdict</h2>
+{tiers}
+<p class="headline" id="headline">{html.escape(page.headline)}</p>
+<details><summary>Per workload point ({len(page.points)})</summary>
+<ul id="verdict">{points}</ul></details>
+</section>
+<section id="frontier">
+<h2>Throughput against interactivity</h2>
+<ul class="frontier-sentence" id="frontier-sentence">{frontier}</ul>
+{main}
+</section>
 <h2>Figures</h2>
-{images}
+{others}
+<h2>Comparison</h2>
+{_link_caption(f["comparison"])}
+{_comparison_table(f["comparison"])}
 <h2>Hosts</h2>
-{_table(f["hosts"], host_columns, "hosts")}
+{_hosts_table(f["hosts"])}
 </body></html>
 """

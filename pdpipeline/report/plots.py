@@ -263,3 +263,196 @@ def history(trend: pl.DataFrame, path: Path, regressions: pl.DataFrame | None = 
     ax.legend()
     fig.autofmt_xdate()
     return _save(fig, path)
+
+
+def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = None) -> Path:
+    """Output tokens/s per GPU against tokens/s per user, a panel per shape: each series' front
+    as a staircase (the most it reaches at that interactivity or more), its dominated points
+    faint, each point's load beside it; along the top, which setup leads each span.
+
+    `front` and `leaders` come from `report.frontier` (`frontier`, `leaders`)."""
+    key, _ = _load_axis(front)
+    shapes = _per_shape(front, key)
+    looks = _looks(front)
+    gpus = {
+        (arm, variant): n
+        for arm, variant, n in front.group_by(SERIES_KEYS).agg(pl.col("gpus").max()).rows()
+    }
+    most = max(gpus.values())
+    fig, axes = plt.subplots(
+        1, len(shapes), figsize=(5.6 * len(shapes), 5.0), squeeze=False, layout="constrained"
+    )
+    fig.suptitle("Output tokens/s per GPU against tokens/s per user, over the load sweep")
+    for ax, (n_in, n_out, shape) in zip(axes[0], shapes, strict=True):
+        labels = []
+        for series, look in looks.items():
+            rows = shape.filter(_of(series)).sort("tok_s_per_user")
+            if not rows.height:
+                continue
+            on = rows.filter(pl.col("on_front"))
+            # Fewer GPUs than the rest: drawn lighter, as it does not compete for the lead.
+            weight = {} if gpus[series] == most else {"alpha": 0.55, "linewidth": 1.0}
+            # steps-pre holds the span up to each front point at that point's y: the line
+            # reads as the most this series reaches at that interactivity or more.
+            ax.plot(
+                on["tok_s_per_user"],
+                on["output_throughput_per_gpu"],
+                drawstyle="steps-pre",
+                **look,
+                **weight,
+            )
+            off = rows.filter(~pl.col("on_front"))
+            ax.scatter(
+                off["tok_s_per_user"],
+                off["output_throughput_per_gpu"],
+                color=look["color"],
+                marker=look["marker"],
+                alpha=0.25,
+            )
+            labels += [(row, look["color"]) for row in rows.iter_rows(named=True)]
+        ax.set_yscale("log")
+        # Headroom above the highest point for the leader strip.
+        top = shape["output_throughput_per_gpu"].max()
+        ax.set_ylim(shape["output_throughput_per_gpu"].min() / 1.3, top * 1.6)
+        ax.set_xlim(*_padded(shape["tok_s_per_user"]))
+        _load_labels(ax, labels)
+        if leaders is not None:
+            _leader_strip(ax, leaders, n_in, n_out, looks)
+        ax.set(
+            title=f"prompt {n_in} / output {n_out} tokens",
+            xlabel="tokens/s per user (1000 / TPOT p50 ms)",
+            ylabel="output tokens/s per GPU (log)",
+        )
+        ax.grid(alpha=0.3, which="both")
+    handles = [
+        plt.Line2D([], [], color=look["color"], marker=look["marker"], linestyle=look["linestyle"])
+        for look in looks.values()
+    ]
+    names = [
+        f"{look['label']}, {gpus[series]} GPU{'s' if gpus[series] > 1 else ''}"
+        for series, look in looks.items()
+    ]
+    handles.append(plt.Line2D([], [], color="grey", marker="o", linestyle="", alpha=0.25))
+    names.append("dominated (off its series' front)")
+    if leaders is not None:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.8))
+        names.append(f"top strip: leader among setups on {most} GPUs")
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3), fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _padded(values: pl.Series, share: float = 0.06) -> tuple[float, float]:
+    low, high = values.min(), values.max()
+    pad = (high - low) * share or abs(high) * share or 1.0
+    return low - pad, high + pad
+
+
+def _load_labels(ax, labels: list[tuple[dict, tuple]]) -> None:
+    """Each point's load beside it, once where points of several series with the same load
+    sit on top of each other (they would print over one another)."""
+    placed: list[tuple[str, np.ndarray]] = []
+    for row, color in labels:
+        text = (
+            f"c={row['concurrency']}"
+            if row["concurrency"] is not None
+            else f"{row['request_rate']:g}/s"
+        )
+        at = ax.transData.transform((row["tok_s_per_user"], row["output_throughput_per_gpu"]))
+        if any(t == text and np.hypot(*(at - p)) < 14 for t, p in placed):
+            continue
+        placed.append((text, at))
+        ax.annotate(
+            text,
+            (row["tok_s_per_user"], row["output_throughput_per_gpu"]),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color=color,
+            alpha=1.0 if row["on_front"] else 0.4,
+        )
+
+
+def _leader_strip(ax, leaders: pl.DataFrame, n_in: str, n_out: str, looks) -> None:
+    """A strip along the top of the panel in the colour of the setup that leads each span of
+    tokens/s per user: the frontier sentence, drawn."""
+    spans = leaders.filter((pl.col("input_len") == n_in) & (pl.col("output_len") == n_out))
+    strip = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    for span in spans.iter_rows(named=True):
+        look = looks.get((span["arm"], span["variant"]))
+        if look is None:
+            continue
+        start = span["above"] if span["above"] is not None else ax.get_xlim()[0]
+        ax.fill_between(
+            [start, span["up_to"]], 0.96, 1.0, transform=strip, color=look["color"], alpha=0.8
+        )
+
+
+def regime_heatmap(regime: pl.DataFrame, path: Path) -> Path:
+    """The regime map: a panel per shape, TTFT limit up and TPOT limit across, each cell in the
+    colour of the setup serving most requests per GPU within both limits (with that goodput
+    written in it), hatched where the interval on its difference from the baseline includes 0,
+    grey where no setup meets the cell at any load.
+
+    `regime` is `report.regime.regime_map`'s frame (or the `regime_map` table's rows)."""
+    series = pl.concat(
+        [
+            regime.select(arm=f"{role}_arm", variant=f"{role}_variant")
+            for role in ("winner", "challenger")
+        ]
+    ).drop_nulls("arm")
+    looks = _looks(series) if series.height else {}
+    shapes = _shapes(regime)
+    fig, axes = plt.subplots(
+        1, len(shapes), figsize=(5.4 * len(shapes), 5.2), squeeze=False, layout="constrained"
+    )
+    attainment = regime["attainment"][0] if regime.height else 0.9
+    fig.suptitle(
+        f"Who serves most requests/s per GPU with {attainment:.0%} of requests within both limits"
+    )
+    none_met = mcolors.to_rgb("#e6e6e6")
+    for ax, (n_in, n_out) in zip(axes[0], shapes, strict=True):
+        cells = regime.filter((pl.col("input_len") == n_in) & (pl.col("output_len") == n_out))
+        ttfts = sorted(cells["ttft_ms"].unique().to_list())
+        tpots = sorted(cells["tpot_ms"].unique().to_list())
+        image = np.ones((len(ttfts), len(tpots), 3))
+        for cell in cells.iter_rows(named=True):
+            y, x = ttfts.index(cell["ttft_ms"]), tpots.index(cell["tpot_ms"])
+            look = looks.get((cell["winner_arm"], cell["winner_variant"]))
+            image[y, x] = look["color"] if look else none_met
+            if look is None:
+                continue
+            ax.text(
+                x, y, f"{cell['winner_goodput_per_gpu']:.2g}", ha="center", va="center", fontsize=7
+            )
+            if cell["tie"]:
+                ax.add_patch(
+                    plt.Rectangle(
+                        (x - 0.5, y - 0.5), 1, 1, fill=False, hatch="///", edgecolor="white", lw=0
+                    )
+                )
+        ax.imshow(image, origin="lower", aspect="auto")
+        ax.set_xticks(range(len(tpots)), [_limit(v) for v in tpots], rotation=45)
+        ax.set_yticks(range(len(ttfts)), [_limit(v) for v in ttfts])
+        ax.set(
+            title=f"prompt {n_in} / output {n_out}",
+            xlabel="TPOT limit (ms)",
+            ylabel="TTFT limit (ms)",
+        )
+    handles = [plt.Rectangle((0, 0), 1, 1, color=look["color"]) for look in looks.values()]
+    names = [look["label"] for look in looks.values()]
+    handles += [
+        plt.Rectangle((0, 0), 1, 1, facecolor="grey", hatch="///", edgecolor="white"),
+        plt.Rectangle((0, 0), 1, 1, color=none_met),
+    ]
+    names += ["tie: the interval on the difference includes 0", "no setup meets it"]
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3), fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _limit(ms: float) -> str:
+    """A grid limit as an axis label: whole milliseconds from 100 up, never in exponent form."""
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"

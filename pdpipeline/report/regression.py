@@ -53,3 +53,28 @@ def regressions(warehouse: Warehouse, campaign_id: str, threshold: float) -> pl.
         "change",
         pl.col("campaign_id_before").alias("previous"),
     )
+
+
+REGIME_CELL = ["input_len", "output_len", "ttft_ms", "tpot_ms", "attainment"]
+
+
+def regime_changes(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:
+    """Cells of the regime map whose winner changed since the previous campaign: the boundary
+    between the setups moved. Empty when there is none, or no earlier map.
+
+    Cells are matched by shape and limits (grids sit on one lattice, so campaigns with similar
+    latencies share most cells). A cell where either campaign's interval calls a tie, or no
+    setup met it, has no winner to lose."""
+    previous = previous_campaign(warehouse, campaign_id)
+    if previous is None:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in ("input_len", "output_len", "previous")})
+    query = (
+        f"SELECT {', '.join(REGIME_CELL)}, winner_arm, winner_variant FROM regime_map "
+        "WHERE campaign_id = ? AND winner_arm IS NOT NULL AND tie IS NOT TRUE"
+    )
+    now, before = (warehouse.query(query, [c]) for c in (campaign_id, previous))
+    joined = now.join(before, on=REGIME_CELL, suffix="_before")
+    return joined.filter(
+        (pl.col("winner_arm") != pl.col("winner_arm_before"))
+        | pl.col("winner_variant").ne_missing(pl.col("winner_variant_before"))
+    ).with_columns(previous=pl.lit(previous))

@@ -56,6 +56,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE requests ADD COLUMN IF NOT EXISTS kv_blocks INTEGER;
         """,
     ),
+    Migration(
+        4,
+        "steady windows: each run's window, whole-run figures and saturation; each request's "
+        "scheduled arrival, queue wait and whether it started inside the window",
+        """
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS window_start DOUBLE;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS window_end DOUBLE;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS window_s DOUBLE;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS window_requests INTEGER;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS window_short BOOLEAN;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS saturated BOOLEAN;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS whole_run_duration_s DOUBLE;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS whole_run_output_throughput DOUBLE;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS whole_run_request_throughput DOUBLE;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS scheduled_at DOUBLE;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS queue_s DOUBLE;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS in_window BOOLEAN;
+        """,
+    ),
+    Migration(
+        5,
+        "slo_goodput and regime_map: goodput per SLO tier and the regime map",
+        # New tables only: schema.sql, run before the steps, creates them in an older file.
+        "",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -126,6 +126,15 @@ class RunRow:
     kv_params_missing: float | None
     started_at: datetime | None
     variant: str | None
+    window_start: float | None
+    window_end: float | None
+    window_s: float | None
+    window_requests: int | None
+    window_short: bool | None
+    saturated: bool | None
+    whole_run_duration_s: float | None
+    whole_run_output_throughput: float | None
+    whole_run_request_throughput: float | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +161,9 @@ class RequestRow:
     prefill_s: float | None
     handoff_s: float | None
     kv_blocks: int | None
+    scheduled_at: float | None
+    queue_s: float | None
+    in_window: bool | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +223,58 @@ class ComparisonRow:
     kv_link_fraction: float | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SloGoodputRow:
+    """One valid run judged at one SLO tier (report/slo.py)."""
+
+    campaign_id: str
+    tier: str
+    ttft_ms: float | None  # the tier's limits; None: no limit on that one
+    tpot_ms: float | None
+    attainment_target: float
+    run_id: str
+    arm: str
+    variant: str | None
+    input_len: str
+    output_len: str
+    concurrency: int | None
+    request_rate: float | None
+    repeat: int
+    gpus: int
+    window_s: float | None
+    requests: int  # counted: started inside the steady window
+    requests_met: int
+    attainment: float | None
+    goodput_per_gpu: float | None
+    output_throughput_per_gpu: float | None
+    point_attainment: float | None  # over the repeats of the run's point
+    point_met: bool
+    best: bool  # the run's point is where its series serves most within the tier
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RegimeMapRow:
+    """One cell of the regime map: a shape at one TTFT and TPOT limit (report/regime.py)."""
+
+    campaign_id: str
+    input_len: str
+    output_len: str
+    ttft_ms: float
+    tpot_ms: float
+    attainment: float
+    winner_arm: str | None
+    winner_variant: str | None
+    winner_goodput_per_gpu: float | None
+    baseline_goodput_per_gpu: float | None
+    challenger_arm: str | None
+    challenger_variant: str | None
+    challenger_goodput_per_gpu: float | None
+    difference: float | None
+    difference_low: float | None
+    difference_high: float | None
+    tie: bool | None
+
+
 Row = (
     CampaignRow
     | HostRow
@@ -220,6 +284,8 @@ Row = (
     | ServerMetricRow
     | HandoffVariantRow
     | ComparisonRow
+    | SloGoodputRow
+    | RegimeMapRow
 )
 
 ROW_CLASSES: dict[str, type[Row]] = {
@@ -231,6 +297,8 @@ ROW_CLASSES: dict[str, type[Row]] = {
     "server_metrics": ServerMetricRow,
     "handoff_variants": HandoffVariantRow,
     "comparison": ComparisonRow,
+    "slo_goodput": SloGoodputRow,
+    "regime_map": RegimeMapRow,
 }
 
 _DTYPES: dict[type, pl.DataType] = {

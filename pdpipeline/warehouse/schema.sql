@@ -90,7 +90,20 @@ CREATE TABLE IF NOT EXISTS runs (
     kv_params_missing          DOUBLE,   -- prefills that returned no kv_transfer_params
     started_at                 TIMESTAMPTZ,
     -- The disaggregated arm's handoff variant (e.g. pull, push); NULL for single and replicated.
-    variant                    VARCHAR
+    variant                    VARCHAR,
+    -- The steady window the figures above cover (loadgen/window.py), epoch seconds on the
+    -- controller: closed loop from the c-th completion to the last start, open loop from the end
+    -- of the warm-up share of the arrival period to the last arrival. NULL before windows:
+    -- those rows' figures cover the whole run.
+    window_start               DOUBLE,
+    window_end                 DOUBLE,
+    window_s                   DOUBLE,
+    window_requests            INTEGER,  -- requests started inside the window
+    window_short               BOOLEAN,  -- the window missed its minimums (the bound was reached)
+    saturated                  BOOLEAN,  -- open loop: completions fell behind arrivals; else NULL
+    whole_run_duration_s       DOUBLE,   -- first start to last finish
+    whole_run_output_throughput  DOUBLE,
+    whole_run_request_throughput DOUBLE
 );
 
 CREATE TABLE IF NOT EXISTS requests (
@@ -118,7 +131,12 @@ CREATE TABLE IF NOT EXISTS requests (
     -- prefill offered.
     prefill_s               DOUBLE,
     handoff_s               DOUBLE,
-    kv_blocks               INTEGER
+    kv_blocks               INTEGER,
+    -- Open loop: the planned arrival (epoch) TTFT and E2E run from, and the wait from it to the
+    -- send (for a free slot under max_concurrency); NULL in a closed loop.
+    scheduled_at            DOUBLE,
+    queue_s                 DOUBLE,
+    in_window               BOOLEAN     -- started inside its run's steady window
 );
 
 CREATE TABLE IF NOT EXISTS server_metrics (
@@ -173,4 +191,60 @@ CREATE TABLE IF NOT EXISTS comparison (
     kv_link                     VARCHAR,
     kv_link_gbyte_per_s         DOUBLE,
     kv_link_fraction            DOUBLE
+);
+
+-- Each valid run judged at each SLO tier of the profile (DistServe's goodput): the share of its
+-- counted requests (started inside the steady window) meeting both limits, those per second of
+-- the window per GPU, whether the share over the point's repeats reaches the tier's target, and
+-- whether the point is where its series serves most within the tier (per shape).
+CREATE TABLE IF NOT EXISTS slo_goodput (
+    campaign_id                VARCHAR NOT NULL,
+    tier                       VARCHAR NOT NULL,
+    ttft_ms                    DOUBLE,   -- the tier's limits; NULL: no limit on that one
+    tpot_ms                    DOUBLE,
+    attainment_target          DOUBLE NOT NULL,
+    run_id                     VARCHAR NOT NULL,
+    arm                        VARCHAR NOT NULL,
+    variant                    VARCHAR,
+    input_len                  VARCHAR NOT NULL,
+    output_len                 VARCHAR NOT NULL,
+    concurrency                INTEGER,
+    request_rate               DOUBLE,
+    "repeat"                   INTEGER NOT NULL,
+    gpus                       INTEGER NOT NULL,
+    window_s                   DOUBLE,   -- what rates are over: the steady window, else the run
+    requests                   INTEGER NOT NULL,   -- counted requests
+    requests_met               INTEGER NOT NULL,
+    attainment                 DOUBLE,
+    goodput_per_gpu            DOUBLE,   -- requests meeting the tier per second per GPU
+    output_throughput_per_gpu  DOUBLE,
+    point_attainment           DOUBLE,   -- over every repeat of the run's point
+    point_met                  BOOLEAN NOT NULL,
+    best                       BOOLEAN NOT NULL
+);
+
+-- The regime map: per shape, at each TTFT x TPOT limit of a grid and one attainment, the setup
+-- serving most requests per GPU within it (its best load), recomputed from the stored requests.
+-- The challenger is the best setup other than the baseline (replicated, on the same devices);
+-- the difference is its goodput per GPU minus the baseline's, with a paired bootstrap interval
+-- (requests resampled within runs, the same draw for every setup at a point); tie: the interval
+-- includes 0.
+CREATE TABLE IF NOT EXISTS regime_map (
+    campaign_id                 VARCHAR NOT NULL,
+    input_len                   VARCHAR NOT NULL,
+    output_len                  VARCHAR NOT NULL,
+    ttft_ms                     DOUBLE NOT NULL,
+    tpot_ms                     DOUBLE NOT NULL,
+    attainment                  DOUBLE NOT NULL,
+    winner_arm                  VARCHAR,   -- NULL: no setup meets the cell at any load
+    winner_variant              VARCHAR,
+    winner_goodput_per_gpu      DOUBLE,
+    baseline_goodput_per_gpu    DOUBLE,
+    challenger_arm              VARCHAR,
+    challenger_variant          VARCHAR,
+    challenger_goodput_per_gpu  DOUBLE,
+    difference                  DOUBLE,
+    difference_low              DOUBLE,
+    difference_high             DOUBLE,
+    tie                         BOOLEAN
 );

@@ -43,3 +43,43 @@ CREATE OR REPLACE VIEW request_kv AS
            r.kv_bytes * q.kv_blocks / sum(q.kv_blocks) OVER (PARTITION BY q.run_id) AS kv_bytes,
            q.prefill_s, q.handoff_s
     FROM requests q JOIN runs r USING (run_id) WHERE q.arm = 'disaggregated';
+
+-- The throughput-interactivity frontier: per campaign, series and workload point, tokens/s per
+-- user (1000 / TPOT p50 ms) and output tokens/s per GPU over the valid repeats, and whether the
+-- point is on its series' front (no point of the same series and shape at least as good on both
+-- axes and better on one). pdpipeline/report/frontier.py computes the same in Python.
+CREATE OR REPLACE VIEW frontier AS
+    WITH points AS (
+        SELECT campaign_id, arm, variant, input_len, output_len, concurrency, request_rate,
+               max(gpus) AS gpus,
+               1000 / avg(tpot_p50_ms) AS tok_s_per_user,
+               avg(output_throughput_per_gpu) AS output_throughput_per_gpu
+        FROM runs WHERE valid
+        GROUP BY campaign_id, arm, variant, input_len, output_len, concurrency, request_rate
+        HAVING avg(tpot_p50_ms) > 0 AND avg(output_throughput_per_gpu) IS NOT NULL
+    )
+    SELECT p.*, NOT EXISTS (
+        SELECT 1 FROM points q
+        WHERE q.campaign_id = p.campaign_id AND q.arm = p.arm
+          AND q.variant IS NOT DISTINCT FROM p.variant
+          AND q.input_len = p.input_len AND q.output_len = p.output_len
+          AND q.tok_s_per_user >= p.tok_s_per_user
+          AND q.output_throughput_per_gpu >= p.output_throughput_per_gpu
+          AND (q.tok_s_per_user > p.tok_s_per_user
+               OR q.output_throughput_per_gpu > p.output_throughput_per_gpu)
+    ) AS on_front
+    FROM points p;
+
+-- Per campaign, SLO tier, series and shape: the load where the series serves most requests per
+-- GPU within the tier, and that goodput and output tokens/s per GPU over its repeats
+-- (report/slo.py marks the load: `best`). A series meeting a tier at no load has no row.
+CREATE OR REPLACE VIEW slo_best AS
+    SELECT campaign_id, tier, ttft_ms, tpot_ms, attainment_target, arm, variant,
+           input_len, output_len, concurrency, request_rate,
+           count(*) AS repeats,
+           avg(goodput_per_gpu) AS goodput_per_gpu,
+           avg(output_throughput_per_gpu) AS output_throughput_per_gpu,
+           any_value(point_attainment) AS point_attainment
+    FROM slo_goodput WHERE best
+    GROUP BY campaign_id, tier, ttft_ms, tpot_ms, attainment_target, arm, variant,
+             input_len, output_len, concurrency, request_rate;

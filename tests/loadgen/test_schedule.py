@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 
@@ -10,7 +11,9 @@ import pytest
 
 from pdpipeline.loadgen.client import RequestRecord
 from pdpipeline.loadgen.schedule import Load, arrival_gaps, run_load
-from pdpipeline.loadgen.workload import RequestSpec
+from pdpipeline.loadgen.stats import summarize
+from pdpipeline.loadgen.window import Sizing, planned_arrivals
+from pdpipeline.loadgen.workload import RequestSpec, RequestStream
 
 
 def specs(count: int) -> list[RequestSpec]:
@@ -19,7 +22,8 @@ def specs(count: int) -> list[RequestSpec]:
 
 class FakeServer:
     """Test double of the HTTP client's `send`: records when each request starts, holds it for
-    `hold_s(index)` seconds, and returns a successful record. Tracks requests in flight."""
+    `hold_s(index)` seconds, and returns a successful record timed as the client times one (the
+    first token half way, the end when the hold is over). Tracks requests in flight."""
 
     def __init__(self, hold_s=lambda index: 0.01) -> None:
         self.hold_s = hold_s
@@ -30,6 +34,7 @@ class FakeServer:
 
     async def send(self, spec: RequestSpec) -> RequestRecord:
         self.started[spec.index] = time.monotonic()
+        sent_at, start = time.time(), time.perf_counter()
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
@@ -37,9 +42,13 @@ class FakeServer:
         finally:
             self.in_flight -= 1
         self.finish_order.append(spec.index)
+        e2e_s = time.perf_counter() - start
         return RequestRecord(
             index=spec.index,
             request_id=f"req-{spec.index}",
+            sent_at=sent_at,
+            ttft_s=e2e_s / 2,
+            e2e_s=e2e_s,
             status=200,
             prompt_tokens=1,
             output_tokens=1,
@@ -148,3 +157,82 @@ async def test_open_loop_duration_stops_new_requests():
     assert 5 <= len(records) <= 45
     assert max(server.started.values()) - start <= 0.2 + 0.03
     assert set(server.started) == {r.index for r in records}
+
+
+def endless() -> RequestStream:
+    """Requests without end, as a sized run gets them: the sizing alone stops the load."""
+    return RequestStream(RequestSpec(i, [1000 + i], 1, 1) for i in itertools.count())
+
+
+async def test_open_loop_times_from_the_scheduled_arrival_and_records_the_queue():
+    # One slot, 20 ms per request, arrivals ~5 ms apart: each request waits longer for the slot.
+    server = FakeServer(hold_s=lambda index: 0.02)
+    load = Load(request_rate=200.0, max_concurrency=1)
+    records = await run_load(server.send, specs(10), load, seed=1)
+    dues = list(itertools.accumulate(arrival_gaps(200.0, 1.0, 10, seed=1)))
+    for record, due in zip(records, dues, strict=True):
+        # The schedule's own arrivals, on the epoch clock (good to a microsecond there).
+        planned = due - dues[0]
+        assert record.scheduled_at - records[0].scheduled_at == pytest.approx(planned, abs=1e-6)
+        # The wait is from the planned arrival to the send; the send's own timing comes on top.
+        assert record.queue_s == pytest.approx(record.sent_at - record.scheduled_at, abs=0.003)
+        send_e2e = record.e2e_s - record.queue_s
+        assert send_e2e == pytest.approx(0.02, abs=0.01)
+        assert record.ttft_s == pytest.approx(record.queue_s + send_e2e / 2)
+    # Ten requests of 20 ms through one slot take ~200 ms; the last arrives by ~50 ms.
+    assert records[-1].queue_s > 0.1
+    assert [r.queue_s for r in records] == sorted(r.queue_s for r in records)
+    # The figures see the queue: TTFT p50 is far above the 10 ms a request takes to its first
+    # token once sent.
+    summary = summarize(records, load=load, sizing=Sizing(0.0, 1))
+    assert summary["ttft_p50_ms"] > 40
+
+
+async def test_closed_loop_keeps_running_until_the_window_lasts_long_enough():
+    # c=2, 20 ms per request: the window opens ~20 ms in; a start every ~10 ms after.
+    server = FakeServer(hold_s=lambda index: 0.02)
+    load = Load(concurrency=2)
+    sizing = Sizing(min_window_s=0.2, min_window_requests=5, max_requests=1000)
+    records = await run_load(server.send, endless(), load, sizing=sizing)
+    summary = summarize(records, load=load, sizing=sizing)
+    assert summary["window_short"] is False
+    # It stopped starting requests as soon as the window was long enough: within one hold.
+    assert 0.2 <= summary["window_s"] <= 0.2 + 0.02 + 0.02
+    # ~0.2 s / 10 ms per start, plus the first wave: far below the bound.
+    assert 15 <= len(records) <= 30
+    assert server.in_flight == 0
+
+
+async def test_closed_loop_keeps_running_until_enough_requests_started_in_the_window():
+    server = FakeServer(hold_s=lambda index: 0.05)
+    load = Load(concurrency=2)
+    sizing = Sizing(min_window_s=0.0, min_window_requests=6, max_requests=1000)
+    records = await run_load(server.send, endless(), load, sizing=sizing)
+    summary = summarize(records, load=load, sizing=sizing)
+    assert summary["window_requests"] >= 6 and summary["window_short"] is False
+    # The first wave (2), the start on the first completion before the window opened (1), and
+    # the window's six.
+    assert len(records) == 2 + 1 + 6
+
+
+async def test_a_point_reaching_the_bound_stops_there_and_says_its_window_is_short():
+    server = FakeServer(hold_s=lambda index: 0.01)
+    load = Load(concurrency=2)
+    sizing = Sizing(min_window_s=60.0, min_window_requests=5, max_requests=7)
+    records = await run_load(server.send, endless(), load, sizing=sizing)
+    assert len(records) == 7
+    summary = summarize(records, load=load, sizing=sizing)
+    assert summary["window_short"] is True
+    assert summary["valid"] is True  # short, not wrong
+
+
+async def test_open_loop_sends_the_arrivals_its_window_needs():
+    server = FakeServer(hold_s=lambda index: 0.002)
+    load = Load(request_rate=500.0)
+    sizing = Sizing(min_window_s=0.1, min_window_requests=20, max_requests=1000)
+    records = await run_load(server.send, endless(), load, seed=3, sizing=sizing)
+    planned = planned_arrivals(iter(arrival_gaps(500.0, 1.0, 1000, seed=3)), sizing)
+    assert len(records) == len(planned) < 1000
+    summary = summarize(records, load=load, sizing=sizing)
+    assert summary["window_short"] is False and summary["saturated"] is False
+    assert summary["window_s"] >= 0.1 and summary["window_requests"] >= 20

@@ -11,7 +11,10 @@ from pytest import approx
 
 from pdpipeline.loadgen.client import RequestRecord
 from pdpipeline.loadgen.metrics import deltas, parse, total
+from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import Slo, format_summary, summarize
+from pdpipeline.loadgen.window import Sizing
+from tests.loadgen.test_window import CLOSED, T0, timed
 
 
 def record(
@@ -161,6 +164,87 @@ def test_slo_met():
     one = record(0, 0.0, 0.1, 0.1, output_tokens=1)
     one.expected_output_tokens = 1
     assert one.tpot_s is None and slo.met(one)
+
+
+# The steady window, on the closed loop of test_window (concurrency 2, five tokens each, 64
+# prompt tokens): window [2.0, 3.25] after T0, 1.25 s.
+def test_closed_loop_figures_cover_the_window_not_the_ramp():
+    s = summarize(CLOSED, slo=Slo(ttft_ms=300, tpot_ms=300), load=Load(concurrency=2))
+    assert (s["window_start"], s["window_end"]) == (T0 + 2.0, T0 + 3.25)
+    assert s["window_s"] == s["duration_s"] == 1.25
+    # Output tokens by arrival time: 3 of request 2, 5 of 3, 2 of 4 = 10 / 1.25 s = 8 tok/s.
+    assert s["output_throughput"] == approx(8.0)
+    # Completions inside: 2 (2.75) and 3 (3.25); 1's at 2.0 opened the window. 2 / 1.25 s.
+    assert s["request_throughput"] == approx(1.6)
+    # Both met TTFT <= 300 ms and TPOT 250 ms <= 300 ms.
+    assert s["goodput"] == approx(1.6)
+    # Prompts count at their first token: 3 (2.25) and 4 (3.0): 128 + 10 tokens / 1.25 s.
+    assert s["total_throughput"] == approx(138 / 1.25)
+    # Latency of the requests started inside: 3, 4, 5, all TTFT 250 ms. The first wave's 500
+    # and 1000 ms TTFTs (an idle server meeting a burst) are left out.
+    assert s["window_requests"] == 3
+    assert (s["ttft_mean_ms"], s["ttft_p99_ms"]) == (approx(250), approx(250))
+    # The whole run, first start to last finish (4.5 s): every token and request.
+    assert s["whole_run_duration_s"] == 4.5
+    assert s["whole_run_output_throughput"] == approx(30 / 4.5)
+    assert s["whole_run_request_throughput"] == approx(6 / 4.5)
+    # Far below the default minimums (20 s, 32 requests); within these, not short.
+    assert s["window_short"] is True
+    sized = summarize(CLOSED, load=Load(concurrency=2), sizing=Sizing(1.0, 3))
+    assert sized["window_short"] is False
+    assert s["saturated"] is None  # a closed loop cannot offer more than it is served
+
+
+def test_without_a_load_the_window_is_the_whole_run():
+    s = summarize(CLOSED)
+    assert (s["window_start"], s["window_end"], s["window_s"]) == (T0, T0 + 4.5, 4.5)
+    assert s["window_requests"] == 6
+    assert s["output_throughput"] == s["whole_run_output_throughput"] == approx(30 / 4.5)
+    assert s["window_short"] is None and s["saturated"] is None
+
+
+def test_a_run_without_a_steady_part_falls_back_to_the_whole_run_and_says_so():
+    # Concurrency 6 with six requests: nothing starts after the first wave.
+    s = summarize(CLOSED, load=Load(concurrency=6), sizing=Sizing(0.0, 1))
+    assert (s["window_start"], s["window_end"]) == (T0, T0 + 4.5)
+    assert s["window_short"] is True
+    assert s["output_throughput"] == approx(30 / 4.5)
+
+
+def test_open_loop_latency_runs_from_the_scheduled_arrival():
+    # Arrivals every 0.5 s from 0 to 10; the first two wait 0.5 s for a slot. Each is served
+    # in 0.25 s once sent: TTFT 0.125 s from the send, + the wait for those two.
+    records = [timed(i, 0.5 * i, 0.125, [0.125], scheduled=True) for i in range(21)]
+    for record in records[:2]:
+        record.queue_s = 0.5
+        record.sent_at += 0.5
+        record.ttft_s += 0.5
+        record.e2e_s += 0.5
+    load = Load(request_rate=2.0)
+    s = summarize(records, load=load, sizing=Sizing(5.0, 10, warmup_share=0.0))
+    # Window from the first arrival (no warm-up share) to the last: all 21 started inside.
+    assert (s["window_start"], s["window_end"], s["window_requests"]) == (T0, T0 + 10.0, 21)
+    # TTFT sorted: nineteen of 125 ms, two of 625 ms (the wait counts); p99 at rank 19.8 is
+    # between the two 625s. Mean (19 x 125 + 2 x 625) / 21.
+    assert s["ttft_p50_ms"] == approx(125)
+    assert s["ttft_p99_ms"] == approx(625)
+    assert s["ttft_mean_ms"] == approx((19 * 125 + 2 * 625) / 21)
+    assert s["saturated"] is False and s["window_short"] is False
+    # With a warm-up share of a tenth: window [1.0, 10.0]; the two that waited are left out.
+    s = summarize(records, load=load, sizing=Sizing(5.0, 10, warmup_share=0.1))
+    assert (s["window_start"], s["window_requests"]) == (T0 + 1.0, 19)
+    assert s["ttft_p99_ms"] == approx(125)
+
+
+def test_an_open_loop_falling_behind_is_flagged_saturated():
+    # Arrivals every 0.5 s, served one at a time in 0.75 s each.
+    records = [
+        timed(i, 0.5 * i, 0.125, [], scheduled=True, e2e=0.75 * (i + 1) - 0.5 * i)
+        for i in range(40)
+    ]
+    s = summarize(records, load=Load(request_rate=2.0), sizing=Sizing(5.0, 10))
+    assert s["saturated"] is True
+    assert s["valid"] is True  # saturated is a finding, not a failure
 
 
 BEFORE = """\

@@ -12,7 +12,10 @@ import yaml
 
 from pdpipeline.report.build import build
 from pdpipeline.report.campaign import campaign_comparison
+from pdpipeline.report.compare import with_current_columns
+from pdpipeline.report.regime import regime_map
 from pdpipeline.report.regression import regressions
+from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.browser import SCREENSHOTS, browser_page, expect
@@ -53,6 +56,7 @@ def report(warehouse, tmp_path_factory):
 
 def test_figures_are_real_images(report):
     assert set(report.figures) >= {
+        "frontier",
         "throughput",
         "throughput_per_gpu",
         "latency",
@@ -128,17 +132,60 @@ def test_a_slower_later_campaign_is_a_regression(warehouse, tmp_path):
     assert "history" in report.figures  # two campaigns of the profile: the trend is drawn
 
 
+def test_the_summary_leads_with_the_verdict_and_the_frontier(report):
+    verdict = report.verdict_md
+    assert verdict.startswith(f"## Campaign {CAMPAIGN}")
+    assert verdict.index("Disaggregation beat replication") < verdict.index("Frontier: At 512/128")
+    assert "gives the most output tokens/s per GPU" in verdict
+    assert report.summary_md == f"{report.verdict_md}\n\n{report.details_md}"
+    assert "| 512 | 128 | c=32 | disaggregated |" in report.details_md
+
+
 @pytest.mark.browser
 def test_report_opens_in_chromium(report):
-    with browser_page() as page:
+    # Loaded from its CSV export, which has no goodput per tier: no tier verdicts.
+    _check_page(report, "report.png", points=6, series=3, tiers=0)
+
+
+@pytest.mark.browser
+def test_variant_report_fits_the_page_in_chromium(variant_report):
+    _check_page(variant_report[0], "report-variants.png", points=6, series=4, tiers=1)
+
+
+def _check_page(report, screenshot: str, points: int, series: int, tiers: int) -> None:
+    """At 1280 px wide: every figure loads, nothing scrolls sideways, the tier verdicts and the
+    headline come before the frontier figure, and the table has a row per point and series."""
+    with browser_page(width=1280) as page:
         page.goto(report.html_path.as_uri())
         loaded = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
         assert loaded == [True] * len(report.figures)
-        assert page.locator("#comparison tbody tr").count() == 18
-        assert page.locator("#verdict li").count() == 6
-        expect(page.locator("#headline")).to_contain_text("Disaggregation beat replication")
-        page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
-    assert (SCREENSHOTS / "report.png").stat().st_size > 10_000
+        assert page.locator("#comparison tbody tr").count() == points * series
+        assert page.locator("#verdict li").count() == points
+        expect(page.locator("#headline")).to_contain_text("beat replication")
+        expect(page.locator("#frontier-sentence")).to_contain_text("tok/s per user")
+        frontier = page.get_by_role("img", name="frontier")
+        expect(frontier).to_be_visible()
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+        for table in ("#comparison", "#hosts"):
+            box = page.locator(table).bounding_box()
+            assert box["x"] + box["width"] <= 1280, table
+        tops = {
+            name: page.locator(selector).bounding_box()["y"]
+            for name, selector in [
+                ("headline", "#headline"),
+                ("frontier", "#figure-frontier"),
+                ("other figures", "#figure-throughput_per_gpu"),
+                ("comparison", "#comparison"),
+            ]
+        }
+        assert page.locator("#tiers li").count() == tiers
+        if tiers:
+            tops = {"tiers": page.locator("#tiers").bounding_box()["y"], **tops}
+        assert list(tops.values()) == sorted(tops.values()), tops
+        page.screenshot(path=str(SCREENSHOTS / screenshot), full_page=True)
+    assert (SCREENSHOTS / screenshot).stat().st_size > 10_000
 
 
 def test_a_campaign_without_comparison_is_compared_from_its_runs(warehouse, tmp_path):
@@ -158,12 +205,22 @@ def test_a_campaign_without_comparison_is_compared_from_its_runs(warehouse, tmp_
 @pytest.fixture(scope="module")
 def variant_report(tmp_path_factory):
     """The report of the published campaign with two handoff variants, from its runs: the
-    comparison is made as comparison_report makes it, with the link hardware_check found and
-    the KV bytes predicted from the profile's model config."""
+    comparison, the goodput per SLO tier and the regime map are made as comparison_report
+    makes them, with the link hardware_check found and the KV bytes predicted from the
+    profile's model config."""
     store = Warehouse(tmp_path_factory.mktemp("variants") / "w.duckdb")
-    store.replace(two_variant_campaign(), where={"campaign_id": VARIANT_CAMPAIGN})
-    comparison = campaign_comparison(store, VARIANT_CAMPAIGN)
-    store.replace({"comparison": comparison}, where={"campaign_id": VARIANT_CAMPAIGN})
+    tables = two_variant_campaign()
+    store.replace(tables, where={"campaign_id": VARIANT_CAMPAIGN})
+    runs = with_current_columns(tables["runs"])
+    tiers = campaign_tiers(tables["campaigns"]["profile_text"][0], runs)
+    store.replace(
+        {
+            "comparison": campaign_comparison(store, VARIANT_CAMPAIGN),
+            "slo_goodput": goodput_by_tier(runs, tables["requests"], tiers),
+            "regime_map": regime_map(runs, tables["requests"], resamples=200),
+        },
+        where={"campaign_id": VARIANT_CAMPAIGN},
+    )
     return build(store, VARIANT_CAMPAIGN, tmp_path_factory.mktemp("variant-report")), store
 
 
@@ -197,9 +254,10 @@ def test_variants_are_series_of_their_own_in_the_report(variant_report):
     assert "| 512 | 128 | c=8 | disaggregated (push) | 2 |" in summary
     assert "KV link between prefill and decode: h100 NVLink, 478.1 GB/s nominal" in summary
     html = report.html_path.read_text()
-    assert html.count("<td>disaggregated (push)</td>") == 6
-    assert html.count("<td>disaggregated (pull)</td>") == 6
-    assert html.count("<td>h100 NVLink</td>") == 12
+    assert html.count('<td class="setup">disaggregated (push)</td>') == 6
+    assert html.count('<td class="setup">disaggregated (pull)</td>') == 6
+    # The link is the same for every row: said once, above the table.
+    assert "KV link between prefill and decode: h100 NVLink, 478.1 GB/s nominal" in html
 
 
 def test_a_regression_names_its_variant(variant_report):

@@ -15,7 +15,9 @@ import pytest
 from pdpipeline.loadgen.bench import BenchResult
 from pdpipeline.loadgen.client import RequestRecord
 from pdpipeline.loadgen.metrics import MetricDelta
+from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import summarize
+from pdpipeline.loadgen.window import Sizing
 from pdpipeline.plan import plan_arms
 from pdpipeline.profile import Profile
 from pdpipeline.report.compare import compare
@@ -41,11 +43,33 @@ DUCKDB_TYPES = {
     pl.Boolean: {"BOOLEAN"},
     pl.Datetime: {"TIMESTAMP WITH TIME ZONE"},
 }
+# Every schema step, in version order; the first three were the first ones written.
+STEPS = sorted(m.version for m in MIGRATIONS)
+assert STEPS[:3] == [1, 2, 3]
 # Columns each table gained after the first release, i.e. through MIGRATIONS.
 ADDED_LATER = {
     "hosts": ["nvlink", "nvlink_gbit_per_s"],
-    "runs": ["variant"],
-    "requests": ["variant", "prefill_s", "handoff_s", "kv_blocks"],
+    "runs": [
+        "variant",
+        "window_start",
+        "window_end",
+        "window_s",
+        "window_requests",
+        "window_short",
+        "saturated",
+        "whole_run_duration_s",
+        "whole_run_output_throughput",
+        "whole_run_request_throughput",
+    ],
+    "requests": [
+        "variant",
+        "prefill_s",
+        "handoff_s",
+        "kv_blocks",
+        "scheduled_at",
+        "queue_s",
+        "in_window",
+    ],
     "server_metrics": ["variant"],
     "comparison": ["variant", "kv_link", "kv_link_gbyte_per_s", "kv_link_fraction"],
 }
@@ -158,11 +182,15 @@ def test_an_arm_result_is_stored_as_collected(tmp_path, tiny_model):
         MetricDelta(decode, "vllm:nixl_bytes_transferred_count", "{}", 0.0, 4.0, 4.0),
         MetricDelta(decode, "vllm:num_requests_running", "{}", None, 0.0, 0.0),
     ]
-    summary = summarize(records, gpus=plan.devices)
+    # At concurrency 2 the window runs from the 2nd completion (1.25 s) to the last start (3 s).
+    summary = summarize(records, plan.devices, load=Load(concurrency=2), sizing=Sizing(1.0, 2))
     result = ArmResult("disaggregated")
     _collect(result, "c1", point, BenchResult(records, summary, metrics, 0), plan)
     assert result.valid and result.runs[0].kv_bytes == 4096.0
     assert [r.request_index for r in result.requests] == [0, 1, 2, 3]
+    run = result.runs[0]
+    assert (run.window_s, run.window_requests, run.window_short) == (1.75, 2, False)
+    assert [r.in_window for r in result.requests] == [False, False, True, True]
 
     warehouse = Warehouse(tmp_path / "w.duckdb")
     tables = {
@@ -209,7 +237,7 @@ def test_an_old_warehouse_gains_the_new_columns_once_on_its_first_write(tmp_path
     tables = table_columns(path)
     for table, row_class in ROW_CLASSES.items():
         assert set(columns(row_class)) == {c for c, _, _ in tables[table]}, table
-    assert versions(path) == [m.version for m in MIGRATIONS] == [1, 2, 3]
+    assert versions(path) == STEPS
     stored = warehouse.query("SELECT campaign_id, host, nvlink FROM hosts ORDER BY campaign_id")
     assert stored.rows() == [("new", '["x"]', '[{"links": 18}]'), ("old", "gpu-a", None)]
     # The views read migrated columns.
@@ -218,7 +246,7 @@ def test_an_old_warehouse_gains_the_new_columns_once_on_its_first_write(tmp_path
     with duckdb.connect(str(path)) as con:
         assert migrate(con) == []
     touch(warehouse)
-    assert versions(path) == [1, 2, 3]
+    assert versions(path) == STEPS
 
 
 def test_a_warehouse_part_way_gets_only_the_later_steps(tmp_path):
@@ -230,8 +258,8 @@ def test_a_warehouse_part_way_gets_only_the_later_steps(tmp_path):
             "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)"
         )
         con.execute("INSERT INTO schema_version VALUES (1, now())")
-        assert migrate(con) == [2, 3]
-    assert versions(path) == [1, 2, 3]
+        assert sorted(migrate(con)) == STEPS[1:]
+    assert versions(path) == STEPS
 
 
 def test_a_new_warehouse_starts_at_the_latest_version(tmp_path):

@@ -1,0 +1,86 @@
+"""An open-loop rate sweep stops at saturation: the bookkeeping, then on a real vLLM-CPU server."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdpipeline.loadgen.schedule import Load
+from pdpipeline.loadgen.workload import Lengths
+from pdpipeline.profile import Profile
+from pdpipeline.runner import Point, RateSweep, run_arm
+from tests.conftest import local_profile_data
+
+
+def point(rate: float, output_len: int = 16, repeat: int = 0) -> Point:
+    return Point(Lengths(64, 64), Lengths(output_len, output_len), Load(request_rate=rate), repeat)
+
+
+class Saw:
+    """The one field of a run row the sweep reads."""
+
+    def __init__(self, saturated: bool | None) -> None:
+        self.saturated = saturated
+
+
+def test_a_saturated_rate_skips_the_higher_rates_of_its_shape_only():
+    said: list[str] = []
+    sweep = RateSweep(said.append)
+    planned = [
+        point(1),
+        point(4),
+        point(4, repeat=1),
+        point(16),
+        point(2),  # lower than the saturated rate: still measured
+        point(16, output_len=32),  # another shape: its own sweep
+    ]
+    measured = []
+    for p in sweep.points(planned):
+        measured.append(p.key)
+        sweep.saw(p, Saw(p.load.request_rate == 4 and p.output_len.lo == 16))
+    assert measured == [
+        "in64-out16-r1-rep0",
+        "in64-out16-r4-rep0",
+        "in64-out16-r4-rep1",
+        "in64-out16-r2-rep0",
+        "in64-out32-r16-rep0",
+    ]
+    assert said == [
+        "in64-out16-r4-rep0: saturated (completions fell behind arrivals); "
+        "in64-out16 is not measured above 4 req/s",
+        "in64-out16-r16-rep0: skipped, in64-out16 saturated at 4 req/s",
+    ]
+
+
+@pytest.mark.vllm
+async def test_a_rate_sweep_on_one_server_stops_at_saturation(tiny_model, tmp_path):
+    # 1 req/s is nothing for the tiny model; 1000 req/s through two slots queues almost every
+    # request (60 arrive within ~60 ms, each takes ~0.1 s); 2000 is never measured.
+    data = local_profile_data(
+        tiny_model,
+        points=[{"input_len": 64, "output_len": 16}],
+        concurrency=[],
+        request_rates=[1, 1000, 2000],
+        max_concurrency=2,
+        min_window_s=3,
+        min_window_requests=3,
+        max_requests_per_point=60,
+        warmup_requests=2,
+    )
+    profile = Profile.model_validate(data)
+    said: list[str] = []
+    result = await run_arm(profile, "single", "sweep", tmp_path / "logs", said.append)
+
+    assert [run.point for run in result.runs] == ["in64-out16-r1-rep0", "in64-out16-r1000-rep0"]
+    assert result.valid, [run.invalid_reason for run in result.runs]
+    calm, flooded = result.runs
+    assert calm.saturated is False and calm.window_short is False
+    assert flooded.saturated is True and flooded.window_short is True  # stopped at the bound
+    assert flooded.requests == 60
+    assert any("in64-out16-r2000-rep0: skipped" in line for line in said), said
+
+    requests = [r for r in result.requests if r.run_id == flooded.run_id]
+    # Latency from the scheduled arrival: the queue for a slot is in it, and recorded.
+    assert all(r.scheduled_at is not None and r.queue_s is not None for r in requests)
+    assert max(r.queue_s for r in requests) > 1.0
+    assert all(r.ttft_s >= r.queue_s for r in requests)
+    assert any(r.in_window for r in requests) and not all(r.in_window for r in requests)
