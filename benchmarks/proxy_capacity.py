@@ -206,6 +206,9 @@ def _busy_s(times) -> float:
 
 def _cpu_s(pid: int) -> float:
     """CPU seconds used so far by one process (this one: the client)."""
+    if pid == os.getpid():
+        # Finer than the clock ticks psutil reads for other processes.
+        return time.process_time()
     try:
         times = psutil.Process(pid).cpu_times()
     except psutil.NoSuchProcess:

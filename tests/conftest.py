@@ -35,26 +35,48 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_port_block(count: int, start: int = 20000) -> int:
-    """`count` consecutive free loopback ports at a random place at or above `start`.
+def ephemeral_ports() -> range:
+    """The ports the kernel gives the local end of outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+def free_port_block(count: int, start: int = 20000, span: int = 4000) -> int:
+    """`count` consecutive free loopback ports at a random place in [start, start + span).
 
     Random, so a test run and another campaign on the same machine rarely reach for the same
-    ports between the check and the bind."""
+    ports between the check and the bind. Never in the kernel's ephemeral range: an outgoing
+    connection (a health poll, a metrics scrape, a NIXL link) takes its local port from there,
+    and until 60 s after it closed (TIME_WAIT) nothing can bind that port, SO_REUSEADDR or not.
+    A campaign binds its ports again arm after arm for minutes, so such a port, free when
+    picked, could be taken when the next arm starts."""
     import random
 
     from pdpipeline.launch.local import port_is_free
 
-    port = start + random.randrange(0, 4000, count)
-    while not all(port_is_free("127.0.0.1", port + i) for i in range(count)):
-        port += count
-    return port
+    ephemeral = ephemeral_ports()
+    if start < ephemeral.stop and ephemeral.start < start + span:
+        raise RuntimeError(
+            f"test ports {start}-{start + span - 1} overlap the kernel's ephemeral ports "
+            f"{ephemeral.start}-{ephemeral.stop - 1} (net.ipv4.ip_local_port_range)"
+        )
+    candidates = range(start, start + span - count + 1, count)
+    first = random.randrange(len(candidates))
+    for i in range(len(candidates)):
+        port = candidates[(first + i) % len(candidates)]
+        if all(port_is_free("127.0.0.1", port + j) for j in range(count)):
+            return port
+    raise RuntimeError(f"no {count} consecutive free ports in {start}-{start + span - 1}")
 
 
 def local_profile_data(model_dir: Path, **workload) -> dict:
     """A local profile like profiles/local.yaml, on ports free now, with a small workload."""
-    base = free_port_block(4, 21000)
-    side = free_port_block(4, 26000)
-    proxy = free_port_block(1, 31000)
+    base = free_port_block(4, 20000)
+    side = free_port_block(4, 24000)
+    proxy = free_port_block(1, 28000)
     return {
         "name": "test-local",
         "hosts": [
@@ -89,6 +111,10 @@ def local_profile_data(model_dir: Path, **workload) -> dict:
             "points": [{"input_len": 256, "output_len": 16}],
             "concurrency": [4],
             "requests_per_point": 8,
+            # Tests count requests: the window needs only one start after the first wave, so a
+            # point sends exactly requests_per_point (a campaign sizes windows by time instead).
+            "min_window_s": 0,
+            "min_window_requests": 1,
             "warmup_requests": 2,
             "repeats": 1,
         }

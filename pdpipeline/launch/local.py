@@ -89,9 +89,11 @@ class LocalLauncher(Launcher):
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port (a bind succeeds)."""
+    """True when a server could bind host:port now (as servers bind: with SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        # Ignore TIME_WAIT remnants of earlier connections: only a listener counts as taken.
+        # SO_REUSEADDR passes over a former listener's connections in TIME_WAIT. It does not
+        # pass over an outgoing connection's local port, open or in TIME_WAIT: in the kernel's
+        # ephemeral range, a port can be taken without anything listening on it.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

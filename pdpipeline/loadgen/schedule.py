@@ -76,9 +76,12 @@ async def run_load(
     if not isinstance(requests, RequestStream):
         requests = RequestStream(requests, ready=len(requests))
     deadline = None if load.duration_s is None else time.monotonic() + load.duration_s
-    if load.concurrency is not None:
-        return await _closed_loop(send, requests, load.concurrency, deadline, sizing)
-    return await _open_loop(send, requests, load, seed, deadline, sizing)
+    try:
+        if load.concurrency is not None:
+            return await _closed_loop(send, requests, load.concurrency, deadline, sizing)
+        return await _open_loop(send, requests, load, seed, deadline, sizing)
+    finally:
+        await requests.aclose()
 
 
 class _ClosedLoopWindow:
@@ -122,8 +125,10 @@ async def _closed_loop(
     sizing: Sizing | None,
 ) -> list[RequestRecord]:
     if sizing is not None:
-        # The first wave and the window's minimum, built before the run starts.
+        # The first wave and the window's minimum, built before the run starts; then a wave's
+        # worth kept ready, one for each slot that frees.
         requests.prepare(max(sizing.min_requests, concurrency + sizing.min_window_requests))
+        requests.ahead = max(requests.ahead, concurrency)
     window = _ClosedLoopWindow(concurrency, sizing)
     records: list[RequestRecord] = []
 

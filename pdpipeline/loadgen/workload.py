@@ -151,16 +151,20 @@ def iter_requests(
 class RequestStream:
     """Requests for a run whose length is not known in advance (a window to fill).
 
-    The first `ready` are built before the run starts; each later one is built when asked for,
-    in a worker thread: a long prompt takes milliseconds to build and count, which on the event
-    loop would delay reading the tokens of the requests in flight.
+    Some are built before the run starts (`ready`, `prepare`); while it runs, `ahead` more are
+    kept built in a worker thread, so a request is there the moment a slot frees. A long prompt
+    takes milliseconds to build and count: on the event loop that would delay reading the
+    tokens of the requests in flight, and waiting for it would leave a slot empty.
     """
 
-    def __init__(self, requests: Iterable[RequestSpec], ready: int = 0) -> None:
+    def __init__(self, requests: Iterable[RequestSpec], ready: int = 0, ahead: int = 0) -> None:
+        self.ahead = ahead
         self._rest = iter(requests)
         self._ready = collections.deque(itertools.islice(self._rest, ready))
+        self._exhausted = False
         # One generator cannot run in two threads at once.
         self._building = asyncio.Lock()
+        self._topping_up: asyncio.Task | None = None
 
     @property
     def ready(self) -> int:
@@ -173,10 +177,37 @@ class RequestStream:
 
     async def next(self) -> RequestSpec | None:
         """The next request; None when there are no more."""
-        if self._ready:
-            return self._ready.popleft()
+        if not self._ready and not self._exhausted:
+            await self._build_one()
+        if not self._ready:
+            return None
+        spec = self._ready.popleft()
+        if len(self._ready) < self.ahead and not self._exhausted and not self._is_topping_up:
+            self._topping_up = asyncio.create_task(self._top_up())
+        return spec
+
+    async def aclose(self) -> None:
+        """Stop building ahead: the run is over."""
+        if self._topping_up is not None:
+            self._topping_up.cancel()
+            await asyncio.gather(self._topping_up, return_exceptions=True)
+
+    @property
+    def _is_topping_up(self) -> bool:
+        return self._topping_up is not None and not self._topping_up.done()
+
+    async def _top_up(self) -> None:
+        while len(self._ready) < self.ahead and not self._exhausted:
+            await self._build_one()
+
+    async def _build_one(self) -> None:
         async with self._building:
-            return await asyncio.to_thread(next, self._rest, None)
+            spec = await asyncio.to_thread(next, self._rest, None)
+            # Appended under the lock, so requests stay in the order they were built.
+            if spec is None:
+                self._exhausted = True
+            else:
+                self._ready.append(spec)
 
 
 def load_prompt_source(model_dir: str, api: Api) -> PromptSource:

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
@@ -271,6 +272,12 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
     faint, each point's load beside it; along the top, which setup leads each span.
 
     `front` and `leaders` come from `report.frontier` (`frontier`, `leaders`)."""
+    if not front.height:
+        # No valid run measured a TPOT: an empty panel that says so keeps the page's layout.
+        fig, ax = plt.subplots(figsize=(8.0, 3.0))
+        ax.text(0.5, 0.5, "no valid run to place on the frontier", ha="center", va="center")
+        ax.set_axis_off()
+        return _save(fig, path)
     key, _ = _load_axis(front)
     shapes = _per_shape(front, key)
     looks = _looks(front)
@@ -279,8 +286,14 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
         for arm, variant, n in front.group_by(SERIES_KEYS).agg(pl.col("gpus").max()).rows()
     }
     most = max(gpus.values())
+    # Never narrower than the title and the legend below: constrained layout does not widen
+    # the figure for them, and one shape's panel alone would clip both.
     fig, axes = plt.subplots(
-        1, len(shapes), figsize=(5.6 * len(shapes), 5.0), squeeze=False, layout="constrained"
+        1,
+        len(shapes),
+        figsize=(max(5.6 * len(shapes), 9.0), 5.0),
+        squeeze=False,
+        layout="constrained",
     )
     fig.suptitle("Output tokens/s per GPU against tokens/s per user, over the load sweep")
     for ax, (n_in, n_out, shape) in zip(axes[0], shapes, strict=True):
@@ -311,6 +324,9 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
             )
             labels += [(row, look["color"]) for row in rows.iter_rows(named=True)]
         ax.set_yscale("log")
+        # Plain numbers ('600', '1000'), also on the minor ticks a narrow range labels.
+        for axis_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis_formatter(mticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.6)))
         # Headroom above the highest point for the leader strip.
         top = shape["output_throughput_per_gpu"].max()
         ax.set_ylim(shape["output_throughput_per_gpu"].min() / 1.3, top * 1.6)

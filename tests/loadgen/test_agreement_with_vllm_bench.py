@@ -51,7 +51,7 @@ OUTPUT_LEN = 64
 PROMPTS = 64
 CONCURRENCY = 8
 WARMUP = 8
-REPEATS = 3
+REPEATS = 5
 # Largest relative gap allowed between the two medians (see the module docstring).
 TOLERANCE = {"output_throughput": 0.25, "ttft_p50_ms": 0.25, "tpot_p50_ms": 0.25}
 FIGURES = tuple(TOLERANCE)
@@ -129,6 +129,9 @@ async def test_our_client_agrees_with_vllm_bench_serve(tiny_model, tmp_path):
     source = load_prompt_source(str(tiny_model), "completions")
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "vllm": []}
     async with LocalLauncher(tmp_path / "logs").running(server.service) as service:
+        # The first full run after a start was up to 30% slower for whichever client went first
+        # (the server meets batch shapes the few warm-up requests did not): run it unmeasured.
+        await ours(service.url, source, -1)
         for repeat in range(REPEATS):
             runs["ours"].append(await ours(service.url, source, repeat))
             runs["vllm"].append(await theirs(service.url, tiny_model, tmp_path, repeat))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from pdpipeline.loadgen.workload import (
     Lengths,
+    RequestSpec,
+    RequestStream,
     TextPrompts,
     TokenIdPrompts,
     build_requests,
+    iter_requests,
     load_prompt_source,
 )
 
@@ -151,3 +156,32 @@ def test_dir_without_tokenizer_gives_token_id_prompts(config_only_dir: Path):
 def test_dir_without_tokenizer_refuses_chat(config_only_dir: Path):
     with pytest.raises(ValueError, match="no tokenizer"):
         load_prompt_source(str(config_only_dir), "chat")
+
+
+def test_iter_requests_continues_build_requests(completions: TextPrompts):
+    lengths = (Lengths(20, 60), Lengths(4, 4))
+    endless = iter_requests(completions, *lengths, seed=7, salt="p")
+    first = [next(endless) for _ in range(12)]
+    assert first == build_requests(completions, 12, *lengths, seed=7, salt="p")
+
+
+async def test_a_stream_builds_ahead_in_order_off_the_event_loop():
+    built_on: list[int] = []
+
+    def requests():
+        for i in range(10):
+            built_on.append(threading.get_ident())
+            yield RequestSpec(i, [i], 1, 1)
+
+    stream = RequestStream(requests(), ready=2, ahead=3)
+    assert stream.ready == 2
+    taken = [await stream.next()]
+    await asyncio.sleep(0.05)  # the top-up runs while the run waits on its requests
+    assert stream.ready == 3
+    while (spec := await stream.next()) is not None:
+        taken.append(spec)
+    assert [spec.index for spec in taken] == list(range(10))
+    main = threading.get_ident()
+    # The two built before the run on the caller's thread; every later one in a worker.
+    assert built_on[:2] == [main, main] and main not in built_on[2:]
+    await stream.aclose()
