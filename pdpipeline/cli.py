@@ -175,11 +175,11 @@ def _sql(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from pdpipeline.report.build import build
-    from pdpipeline.report.campaign import ensure_comparison
+    from pdpipeline.report.campaign import ensure_analysis
 
     warehouse = _warehouse(args.warehouse)
     campaign = _stored_campaign(warehouse, args.campaign)
-    ensure_comparison(warehouse, campaign)
+    ensure_analysis(warehouse, campaign)
     out = args.out or reports_dir(warehouse.path) / campaign
     report = build(warehouse, campaign, out)
     print(f"{report.summary_md}\n\nreport: {report.html_path}")

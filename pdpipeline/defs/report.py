@@ -8,11 +8,9 @@ from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.report.build import build
-from pdpipeline.report.campaign import campaign_comparison
-from pdpipeline.report.compare import arm_label, with_current_columns
-from pdpipeline.report.regime import regime_map
+from pdpipeline.report.campaign import store_analysis
+from pdpipeline.report.compare import arm_label
 from pdpipeline.report.regression import regime_changes, regressions
-from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 
 
 class ReportConfig(dg.Config):
@@ -44,22 +42,8 @@ def comparison_report(
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
     campaign = stored_campaign(context, warehouse)
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign.id])
-    table = campaign_comparison(warehouse.store, campaign.id)
+    table = store_analysis(warehouse.store, campaign.id)["comparison"]
     link = table.drop_nulls("kv_link_gbyte_per_s").head(1)
-    # Every column but the inter-token gaps, which are the bulk of the table and unused here.
-    requests = warehouse.store.query(
-        "SELECT * EXCLUDE (itl_s) FROM requests WHERE campaign_id = ?", [campaign.id]
-    )
-    current = with_current_columns(runs)
-    tiers = campaign_tiers(campaign.profile_text, current)
-    warehouse.store.replace(
-        {
-            "comparison": table,
-            "slo_goodput": goodput_by_tier(current, requests, tiers),
-            "regime_map": regime_map(current, requests),
-        },
-        where={"campaign_id": campaign.id},
-    )
     regressed = regressions(warehouse.store, campaign.id, config.regression_threshold)
     moved = regime_changes(warehouse.store, campaign.id)
     report = build(

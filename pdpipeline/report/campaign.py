@@ -12,6 +12,8 @@ import yaml
 from pdpipeline.kvcache import KVLayout, kv_layout, load_config
 from pdpipeline.profile import profile_from_text
 from pdpipeline.report.compare import compare, link_between, with_current_columns
+from pdpipeline.report.regime import regime_map
+from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 from pdpipeline.warehouse.store import Warehouse
 
 
@@ -46,12 +48,39 @@ def campaign_comparison(
     return compare(runs, layout, link)
 
 
-def ensure_comparison(warehouse: Warehouse, campaign_id: str) -> None:
-    """Store the campaign's comparison if its comparison_report never ran (e.g. arms
-    materialized one by one on a remote host), so SQL users find it too."""
+def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
+    """The tables a campaign's report derives from its runs and requests: the comparison per
+    point, the goodput per SLO tier, and the regime map."""
+    runs = with_current_columns(
+        warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
+    )
+    # Every column but the inter-token gaps, which are the bulk of the table and unused here.
+    requests = warehouse.query(
+        "SELECT * EXCLUDE (itl_s) FROM requests WHERE campaign_id = ?", [campaign_id]
+    )
+    text = warehouse.query(
+        "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
+    )["profile_text"]
+    tiers = campaign_tiers(text[0] if text.len() else None, runs)
+    return {
+        "comparison": campaign_comparison(warehouse, campaign_id),
+        "slo_goodput": goodput_by_tier(runs, requests, tiers),
+        "regime_map": regime_map(runs, requests),
+    }
+
+
+def store_analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
+    """Compute and store (replacing) the campaign's derived tables; returns them."""
+    tables = analysis(warehouse, campaign_id)
+    warehouse.replace(tables, where={"campaign_id": campaign_id})
+    return tables
+
+
+def ensure_analysis(warehouse: Warehouse, campaign_id: str) -> None:
+    """Store the campaign's derived tables if its comparison_report never ran (e.g. arms
+    materialized one by one on a remote host), so SQL users and the report find them too."""
     stored = warehouse.query(
         "SELECT count(*) AS n FROM comparison WHERE campaign_id = ?", [campaign_id]
     )
     if not stored["n"][0]:
-        table = campaign_comparison(warehouse, campaign_id)
-        warehouse.replace({"comparison": table}, where={"campaign_id": campaign_id})
+        store_analysis(warehouse, campaign_id)

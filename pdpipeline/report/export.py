@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pdpipeline.report.build import CAMPAIGN_TABLES, Report, build
-from pdpipeline.report.campaign import ensure_comparison
+from pdpipeline.report.campaign import ensure_analysis
 from pdpipeline.warehouse.store import Warehouse
 
 
 def export_campaign(warehouse: Warehouse, campaign_id: str, out: str | Path) -> Report:
     """Write the campaign's tables, its profile and its report into `out`; the comparison is
     stored first if its comparison_report never ran."""
-    ensure_comparison(warehouse, campaign_id)
+    ensure_analysis(warehouse, campaign_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for table in (*CAMPAIGN_TABLES, "handoff_variants"):

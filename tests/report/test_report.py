@@ -296,6 +296,12 @@ def test_export_compares_a_campaign_whose_report_never_ran(tmp_path):
         [VARIANT_CAMPAIGN],
     )
     assert stored.rows() == [(24, 12)]
+    # The goodput per SLO tier and the regime map are stored with it, as comparison_report does.
+    for table in ("slo_goodput", "regime_map"):
+        rows = store.query(
+            f"SELECT count(*) AS n FROM {table} WHERE campaign_id = ?", [VARIANT_CAMPAIGN]
+        )
+        assert rows["n"][0] > 0, table
     exported = pl.read_csv(tmp_path / "out" / "handoff_variants.csv")
     assert exported["variant"].to_list() == ["pull", "push"]
     assert (tmp_path / "out" / "report.html").stat().st_size > 0
