@@ -46,6 +46,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/proxy_overhead.py
+	$(BIN)/python benchmarks/proxy_capacity.py
 
 clean:
 	rm -rf $(VENV) $(MODEL) .runs

@@ -16,7 +16,7 @@ import yaml
 from pdpipeline.cli import main
 from pdpipeline.warehouse.rows import CampaignRow
 from pdpipeline.warehouse.store import Warehouse
-from tests.conftest import ROOT, local_profile_data
+from tests.support.local import ROOT, local_profile_data
 from tests.support.profiles import MALFORMED
 from tests.support.published import CAMPAIGN, two_variant_campaign
 

@@ -18,9 +18,9 @@ import yaml
 
 from pdpipeline.pipeline import CampaignFailedError, run_campaign
 from pdpipeline.warehouse.store import Warehouse
-from tests.conftest import ROOT, free_port, local_profile_data
 from tests.support.browser import SCREENSHOTS, browser_page, dismiss_welcome, expect, wait_for_http
-from tests.test_serving_stack import group_alive
+from tests.support.local import ROOT, free_port, local_profile_data
+from tests.support.servers import group_alive
 
 
 def write_profile(path: Path, data: dict) -> str:

@@ -11,7 +11,7 @@ import pytest
 from pdpipeline.plan import ArmPlan, format_plan, plan_arm, plan_arms
 from pdpipeline.profile import Profile
 from pdpipeline.serving.engine import ServerSpec, environment
-from tests.conftest import local_profile_data
+from tests.support.local import local_profile_data
 
 
 def flag_values(argv: tuple[str, ...] | list[str], flag: str) -> list[str]:

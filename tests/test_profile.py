@@ -10,7 +10,7 @@ import yaml
 
 from pdpipeline.errors import ProfileError
 from pdpipeline.profile import load_profile
-from tests.conftest import ROOT, local_profile_data
+from tests.support.local import ROOT, local_profile_data
 from tests.support.profiles import MALFORMED
 
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))

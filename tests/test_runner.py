@@ -14,7 +14,7 @@ from pdpipeline.plan import plan_arms
 from pdpipeline.profile import Profile
 from pdpipeline.runner import ArmResult, _collect, kv_transfer_figures, workload_points
 from pdpipeline.serving.protocol import KV_PARAMS_MISSING_TOTAL
-from tests.conftest import local_profile_data
+from tests.support.local import local_profile_data
 
 
 @pytest.fixture

@@ -19,11 +19,13 @@ Why the two may differ a little without either being wrong:
   own CPU cost, on cores that everything else on the machine shares too.
 
 Why 25%: on this 2-core machine one run's figures move with whatever else runs. Measured while
-choosing it, 28 pairs of runs: single pairs were up to 29% apart on throughput, 25% on TTFT p50
-and 54% on TPOT p50 (the first run after the server started was the slowest, for whichever
-client went first: hence the unmeasured run); medians of 3 repeats up to 12%, 21% and 24%;
-medians of 5, as here, within 11%, 5% and 12%. 25% leaves twice that, and still fails a client
-that miscounts tokens, times from the wrong moment or queues requests of its own.
+choosing it (43 pairs of runs over 9 server starts): single pairs were up to 29% apart on
+throughput, 25% on TTFT p50 and 54% on TPOT p50 (the first run after the server started was the
+slowest, for whichever client went first: hence the unmeasured run); medians of 3 repeats up to
+17%, 21% and 24%; medians of 5, as here, within 11%, 5% and 12%. 25% leaves twice that, and
+still fails a client that miscounts tokens, times from the wrong moment or queues requests of
+its own. The test takes about 90 s (server start, then 11 runs, each `vllm bench serve` paying
+its ~10 s of imports).
 """
 
 from __future__ import annotations
@@ -41,10 +43,15 @@ from pdpipeline.launch.local import LocalLauncher
 from pdpipeline.loadgen.bench import bench
 from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.schedule import Load
-from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
+from pdpipeline.loadgen.workload import (
+    Lengths,
+    PromptSource,
+    build_requests,
+    load_prompt_source,
+)
 from pdpipeline.plan import plan_arm
 from pdpipeline.profile import Profile
-from tests.conftest import local_profile_data
+from tests.support.local import local_profile_data
 
 pytestmark = pytest.mark.vllm
 
@@ -71,7 +78,7 @@ serve.cmd(parser.parse_args(sys.argv[1:]))
 """
 
 
-async def ours(url: str, source, repeat: int) -> dict[str, float]:
+async def ours(url: str, source: PromptSource, repeat: int) -> dict[str, float]:
     lengths = Lengths(INPUT_LEN, INPUT_LEN), Lengths(OUTPUT_LEN, OUTPUT_LEN)
     requests = build_requests(source, PROMPTS, *lengths, 0, f"agree-{repeat}")
     warmup = build_requests(source, WARMUP, *lengths, 0, f"agree-warm-{repeat}")
@@ -131,8 +138,8 @@ async def test_our_client_agrees_with_vllm_bench_serve(tiny_model, tmp_path):
     source = load_prompt_source(str(tiny_model), "completions")
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "vllm": []}
     async with LocalLauncher(tmp_path / "logs").running(server.service) as service:
-        # The first full run after a start was up to 30% slower for whichever client went first
-        # (the server meets batch shapes the few warm-up requests did not): run it unmeasured.
+        # The first full run after a start was up to 30% slower, for whichever client went
+        # first: it would weigh on one side only.
         await ours(service.url, source, -1)
         for repeat in range(REPEATS):
             runs["ours"].append(await ours(service.url, source, repeat))

@@ -10,7 +10,7 @@ from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.stats import summarize
 from pdpipeline.loadgen.workload import RequestSpec
 from pdpipeline.serving.protocol import server_timing
-from tests.conftest import free_port
+from tests.support.local import free_port
 
 
 async def test_a_request_that_never_finishes_fails_within_the_limit():

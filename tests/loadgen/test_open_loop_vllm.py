@@ -8,7 +8,7 @@ from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.workload import Lengths
 from pdpipeline.profile import Profile
 from pdpipeline.runner import Point, RateSweep, run_arm
-from tests.conftest import local_profile_data
+from tests.support.local import local_profile_data
 
 
 def point(rate: float, output_len: int = 16, repeat: int = 0) -> Point:

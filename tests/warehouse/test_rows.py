@@ -32,7 +32,7 @@ from pdpipeline.warehouse.rows import (
     to_frame,
 )
 from pdpipeline.warehouse.store import Warehouse
-from tests.conftest import local_profile_data
+from tests.support.local import local_profile_data
 from tests.support.published import CAMPAIGN, two_variant_campaign
 
 SCHEMA_SQL = Path(__file__).resolve().parents[2] / "pdpipeline" / "warehouse" / "schema.sql"

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.support.local import free_port
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

@@ -8,16 +8,13 @@ import os
 import signal
 import socket
 import time
-from contextlib import AsyncExitStack
 from dataclasses import replace
-from pathlib import Path
 
 import aiohttp
 import psutil
 import pytest
 
 from pdpipeline.errors import PortInUseError, ServerDiedError, ServerStartError
-from pdpipeline.launch.hosts import launchers_for
 from pdpipeline.launch.local import LocalLauncher, port_is_free
 from pdpipeline.loadgen.bench import bench
 from pdpipeline.loadgen.client import Client
@@ -26,9 +23,10 @@ from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
 from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.profile import Profile
-from pdpipeline.runner import kv_transfer_figures, run_arm, start_all
+from pdpipeline.runner import kv_transfer_figures, run_arm
 from pdpipeline.serving.protocol import REQUEST_ID_HEADER
-from tests.conftest import free_port, kill_once_serving, local_profile_data
+from tests.support.local import free_port, local_profile_data
+from tests.support.servers import LONG_RUN, Arm, arm_ports, group_alive, kill_once_serving
 
 pytestmark = pytest.mark.vllm
 
@@ -42,42 +40,6 @@ def profile(tiny_model) -> Profile:
 @pytest.fixture(scope="module")
 def source(tiny_model):
     return load_prompt_source(str(tiny_model), "completions")
-
-
-def group_alive(pgid: int) -> bool:
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
-
-
-class Arm:
-    """An arm's services running for the tests of one module."""
-
-    def __init__(
-        self, profile: Profile, arm: str, log_dir: Path, variant: str | None = None
-    ) -> None:
-        self.plan = plan_arm(profile, arm, variant)
-        self.launchers = launchers_for(profile, log_dir)
-        self.stack = AsyncExitStack()
-        self.services: dict = {}
-
-    async def __aenter__(self) -> Arm:
-        self.services = await start_all(self.stack, self.launchers, self.plan)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stack.aclose()
-
-    def url(self, name: str) -> str:
-        return self.services[name][1].url
-
-    @property
-    def pids(self) -> list[int]:
-        return [service.pid for _, service in self.services.values()]
 
 
 @pytest.fixture(scope="module")
@@ -301,19 +263,6 @@ async def test_server_dying_at_start_reports_its_log_tail(profile, tmp_path):
         if p.info["cmdline"] and json.dumps(spec.identity_token) in json.dumps(p.info["cmdline"])
     ]
     assert leftover == []
-
-
-# Long enough that a run is still under way when its first request reaches a server: 8 requests
-# of 512 output tokens, four at a time, with no warm-up before the measured ones.
-LONG_RUN = {
-    "points": [{"input_len": 256, "output_len": 512}],
-    "warmup_requests": 0,
-    "request_timeout_s": 300,
-}
-
-
-def arm_ports(plan) -> list[int]:
-    return [p for i in plan.instances for p in i.service.ports] + [plan.proxy.port]
 
 
 @pytest.mark.parametrize(

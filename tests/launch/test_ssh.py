@@ -21,9 +21,9 @@ from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.profile import Profile
 from pdpipeline.runner import run_arm
 from pdpipeline.warehouse.store import Warehouse
-from tests.conftest import free_port, kill_once_serving, local_profile_data
-from tests.sshd import Sshd, keygen
-from tests.test_serving_stack import LONG_RUN, arm_ports, group_alive
+from tests.support.local import free_port, local_profile_data
+from tests.support.servers import LONG_RUN, arm_ports, group_alive, kill_once_serving
+from tests.support.sshd import Sshd, keygen
 
 pytestmark = pytest.mark.ssh
 
