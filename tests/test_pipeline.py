@@ -106,7 +106,10 @@ def campaign(tiny_model, tmp_path_factory):
         requests_per_point=6,
         warmup_requests=2,
         repeats=2,
+        # A stuck handoff fails the fixture in a minute, naming the leg, not after the defaults.
+        request_timeout_s=120,
     )
+    data["proxy"]["leg_timeout_s"] = 60
     data["arms"]["disaggregated"]["variants"] = [
         {"name": "pull", "kv_connector": "NixlConnector"},
         {"name": "push", "kv_connector": "NixlPushConnector"},
