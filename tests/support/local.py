@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -10,10 +9,10 @@ TINY_MODEL = ROOT / "models" / "tiny-llama"
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on right now, outside the kernel's ephemeral range (a
+    service bound seconds later, like the Dagster UI, must not meet an outgoing connection's
+    port there: see `free_port_block`)."""
+    return free_port_block(1, 16000)
 
 
 def ephemeral_ports() -> range:
