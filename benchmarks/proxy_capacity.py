@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -44,6 +43,9 @@ import numpy as np
 import psutil
 import uvloop
 from aiohttp import web
+
+# The same SSE framing, free port and proxy launch as the overhead benchmark beside this file.
+from proxy_overhead import _event, free_port, proxy_service
 
 from pdpipeline.errors import PdPipelineError
 from pdpipeline.launch.base import ServiceSpec
@@ -65,10 +67,6 @@ OTHERS_WARN_SHARE = 0.05
 
 
 # --- the token-paced upstream (runs in its own process) ---------------------------------------
-
-
-def _event(payload: dict) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
 def _token(finish_reason: str | None) -> bytes:
@@ -163,35 +161,12 @@ async def serve_upstream(port: int, instance_token: str, token_gap_s: float) -> 
 # --- services -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick for port 0)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def upstream_service(token: str, token_gap_ms: float) -> ServiceSpec:
     port = free_port()
     argv = (sys.executable, str(Path(__file__).resolve()), "--serve-upstream", str(port))
     return ServiceSpec(
         name="paced-upstream",
         argv=(*argv, "--instance-token", token, "--token-gap-ms", str(token_gap_ms)),
-        host=HOST,
-        ports=(port,),
-        identity_token=token,
-        start_timeout_s=30.0,
-        stop_grace_s=5.0,
-    )
-
-
-def proxy_service(backend_url: str, token: str) -> ServiceSpec:
-    """`pdpipeline proxy` forwarding to one backend (as `pdpipeline.plan.proxy_service` builds)."""
-    port = free_port()
-    argv = [sys.executable, "-m", "pdpipeline", "proxy", "--port", str(port), "--host", HOST]
-    argv += ["--backend", backend_url, "--instance-token", token]
-    return ServiceSpec(
-        name="proxy",
-        argv=tuple(argv),
         host=HOST,
         ports=(port,),
         identity_token=token,
