@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pdpipeline.launch.base import ServiceSpec
 from pdpipeline.launch.hosts import host_python, is_local
-from pdpipeline.profile import HandoffVariant, Host, Placement, Profile
+from pdpipeline.profile import EngineVariant, HandoffVariant, Host, Placement, Profile
 from pdpipeline.serving.engine import MODULE_ENTRY_POINT, Role, ServerSpec, command, environment
 
 
@@ -29,11 +29,20 @@ class ArmPlan:
     proxy: ServiceSpec
     # The disaggregated arm's KV handoff; None for single and replicated.
     variant: HandoffVariant | None = None
+    # "1P1D", "2R"; None for single.
+    layout: str | None = None
+    engine: EngineVariant | None = None
 
     @property
     def key(self) -> str:
-        """The arm, and its variant when it has one: names logs and run ids."""
-        return f"{self.arm}-{self.variant.name}" if self.variant else self.arm
+        """The arm, layout, engine variant and handoff variant it has: names logs and run ids."""
+        parts = (
+            self.arm,
+            self.layout,
+            self.engine and self.engine.name,
+            self.variant and self.variant.name,
+        )
+        return "-".join(p for p in parts if p)
 
     @property
     def devices(self) -> int:
@@ -67,6 +76,7 @@ def server_spec(
     slot: int,
     token: str,
     variant: HandoffVariant | None = None,
+    engine: EngineVariant | None = None,
 ) -> ServerSpec:
     host = profile.host(placement.host)
     v = profile.vllm
@@ -76,6 +86,7 @@ def server_spec(
     cache_root = f"{host.work_dir}/vllm-cache/{host.device_kind}-{cache_key}"
     if is_local(host):
         cache_root = str(Path(cache_root).resolve())
+    engine = engine or EngineVariant(name="default")
     return ServerSpec(
         name=name,
         model_dir=_model_dir(profile, host),
@@ -88,7 +99,9 @@ def server_spec(
         device_kind=host.device_kind,
         devices=devices,
         kv_connector=variant.kv_connector if variant else "",
-        kv_connector_extra_config=variant.kv_connector_extra_config if variant else {},
+        kv_connector_extra_config=(
+            engine.kv_connector_extra_config | variant.kv_connector_extra_config if variant else {}
+        ),
         side_channel_port=v.side_channel_port(slot, role),
         side_channel_host=host.kv_address,
         kv_engine_id=token if variant else None,
@@ -104,9 +117,13 @@ def server_spec(
         enable_prefix_caching=v.enable_prefix_caching,
         skip_tokenizer_init=profile.model.skip_tokenizer_init,
         instance_token=token,
-        extra_args=(*v.extra_args, *(variant.vllm_args if variant else ())),
+        extra_args=(*v.extra_args, *engine.vllm_args, *(variant.vllm_args if variant else ())),
         # Per-device cache: arms reuse each other's compile cache; two instances never share one.
-        env={"VLLM_CACHE_ROOT": cache_root} | host.env | v.env | (variant.env if variant else {}),
+        env={"VLLM_CACHE_ROOT": cache_root}
+        | host.env
+        | v.env
+        | engine.env
+        | (variant.env if variant else {}),
     )
 
 
@@ -152,13 +169,24 @@ def proxy_service(
     )
 
 
-def plan_arm(profile: Profile, arm: str, variant: str | None = None) -> ArmPlan:
-    """The services one arm (of the disaggregated arm: one handoff variant, by default the
-    first) launches, with fresh instance tokens."""
+def plan_arm(
+    profile: Profile,
+    arm: str,
+    variant: str | None = None,
+    layout: str | None = None,
+    engine: str | None = None,
+) -> ArmPlan:
+    """The services one launch of an arm starts, with fresh instance tokens: in `layout`, with
+    engine variant `engine` and (disaggregated) handoff variant `variant`, each by default the
+    profile's first."""
     token = uuid.uuid4().hex[:12]
-    slots = profile.instances(arm)
+    layout = layout or profile.layouts(arm)[0]
+    slots = profile.instances(arm, layout)
     if not slots:
         raise ValueError(f"arm {arm!r} is not in profile {profile.name!r}")
+    if layout not in profile.layouts(arm):
+        raise ValueError(f"layout {layout!r} is not a layout of arm {arm!r}")
+    engine_variant = profile.engine_variant(engine) if engine else profile.engines[0]
     handoff = None
     if arm == "disaggregated" and (d := profile.arms.disaggregated):
         handoff = d.variant(variant) if variant else d.handoff_variants[0]
@@ -166,7 +194,14 @@ def plan_arm(profile: Profile, arm: str, variant: str | None = None) -> ArmPlan:
     for slot in slots:
         placement, name = slot.placement, slot.name
         server = server_spec(
-            profile, placement, slot.role, name, slot.index, f"{name}-{token}", handoff
+            profile,
+            placement,
+            slot.role,
+            name,
+            slot.index,
+            f"{name}-{token}",
+            handoff,
+            engine_variant,
         )
         instances.append(
             Instance(
@@ -180,14 +215,28 @@ def plan_arm(profile: Profile, arm: str, variant: str | None = None) -> ArmPlan:
             )
         )
     proxy = proxy_service(profile, [i.server for i in instances], f"proxy-{token}", handoff)
-    return ArmPlan(arm, tuple(instances), profile.host(profile.proxy.host), proxy, handoff)
+    return ArmPlan(
+        arm,
+        tuple(instances),
+        profile.host(profile.proxy.host),
+        proxy,
+        handoff,
+        layout,
+        engine_variant,
+    )
 
 
 def plan_arms(profile: Profile, arm: str) -> list[ArmPlan]:
-    """Every launch of one arm: one per handoff variant for the disaggregated arm."""
-    if arm == "disaggregated" and profile.arms.disaggregated:
-        return [plan_arm(profile, arm, v.name) for v in profile.arms.disaggregated.handoff_variants]
-    return [plan_arm(profile, arm)]
+    """Every launch of one arm: per engine variant, per layout, per handoff variant (the
+    disaggregated arm's)."""
+    d = profile.arms.disaggregated
+    handoffs = [v.name for v in d.handoff_variants] if arm == "disaggregated" and d else [None]
+    return [
+        plan_arm(profile, arm, handoff, layout, engine and engine.name)
+        for engine in profile.engines
+        for layout in profile.layouts(arm)
+        for handoff in handoffs
+    ]
 
 
 def format_plan(profile: Profile) -> str:
@@ -195,6 +244,8 @@ def format_plan(profile: Profile) -> str:
     lines = [f"# profile {profile.name}: model {profile.model.dir} as {profile.model.served_name}"]
     for plan in [p for arm in profile.enabled_arms for p in plan_arms(profile, arm)]:
         lines.append(f"\n## arm {plan.key} ({plan.devices} device(s), proxy {plan.proxy_url})")
+        if plan.engine:
+            lines.append(f"engine variant {plan.engine.name}: {shlex.join(plan.engine.vllm_args)}")
         if plan.variant:
             v = plan.variant
             lines.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,9 @@ class SingleArm(Strict):
 
 
 class ReplicatedArm(Strict):
-    instances: list[Placement] = Field(min_length=1)
+    # None: sized per layout of arms.disaggregated.layouts (one replica per device group, as
+    # many as each layout has instances), so every layout meets replicas on as many devices.
+    instances: list[Placement] | None = Field(None, min_length=1)
 
 
 PUSH_CONNECTOR = "NixlPushConnector"
@@ -120,9 +123,27 @@ class HandoffVariant(Strict):
     vllm_args: list[str] = Field(default_factory=list)
 
 
+LAYOUT_PATTERN = r"^([1-9][0-9]*)P([1-9][0-9]*)D$"
+
+
+def layout_counts(layout: str) -> tuple[int, int]:
+    """The prefill and decode instance counts of an xPyD layout name."""
+    prefill, decode = re.fullmatch(LAYOUT_PATTERN, layout).groups()
+    return int(prefill), int(decode)
+
+
+def replicas_layout(count: int) -> str:
+    """The layout name of `count` replicas."""
+    return f"{count}R"
+
+
 class DisaggregatedArm(Strict):
-    prefill: list[Placement] = Field(min_length=1)
-    decode: list[Placement] = Field(min_length=1)
+    # One explicit topology: the instances of each role ...
+    prefill: list[Placement] = Field(default_factory=list)
+    decode: list[Placement] = Field(default_factory=list)
+    # ... or xPyD layouts ("1P1D", "3P1D"), each taking its instances from arms.pool in order
+    # (prefill first), each measured in turn against replicas on as many device groups.
+    layouts: list[Annotated[str, Field(pattern=LAYOUT_PATTERN)]] = Field(default_factory=list)
     kv_connector: KvConnector = "NixlConnector"
     kv_connector_extra_config: dict = Field(default_factory=dict)
     handoff: Handoff | None = None
@@ -134,6 +155,16 @@ class DisaggregatedArm(Strict):
     # gpu_memory_utilization split between them); per-device figures then count a shared
     # device once per instance on it.
     allow_shared_devices: bool = False
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> DisaggregatedArm:
+        if self.layouts and (self.prefill or self.decode):
+            raise ValueError("give layouts or prefill and decode instances, not both")
+        if not self.layouts and not (self.prefill and self.decode):
+            raise ValueError("give prefill and decode instances, or layouts (e.g. [1P1D, 3P1D])")
+        if len(set(self.layouts)) != len(self.layouts):
+            raise ValueError(f"layouts: each layout once, got {self.layouts}")
+        return self
 
     @model_validator(mode="after")
     def _variants_resolve(self) -> DisaggregatedArm:
@@ -182,6 +213,22 @@ class Arms(Strict):
     single: SingleArm | None = None
     replicated: ReplicatedArm | None = None
     disaggregated: DisaggregatedArm | None = None
+    # The device groups that layouts (and the replicas sized by them) take instances from, in
+    # order; none: every host's declared devices, tensor_parallel_size of them per instance.
+    pool: list[Placement] = Field(default_factory=list)
+
+
+class EngineVariant(Strict):
+    """Engine settings measured as their own series in EVERY arm (a KV block size, a batched
+    token budget), so a gain of one arm is never a handicap of the other's settings."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    # vLLM arguments after vllm.extra_args and before a handoff variant's, e.g. --block-size 128.
+    vllm_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    # Connector settings that change the KV layout for the transfer (e.g.
+    # enable_cross_layers_blocks); the disaggregated arm only, under each handoff variant's own.
+    kv_connector_extra_config: dict = Field(default_factory=dict)
 
 
 class ProxySettings(Strict):
@@ -236,6 +283,27 @@ class WorkloadPoint(Strict):
         return value
 
 
+class RateSearch(Strict):
+    """Searches, per series, shape and SLO tier, the highest open-loop request rate that meets
+    the tier: a geometric ladder from min_rate up to the first failing rate, then bisection
+    between the last pass and the first fail, within `steps` measured rates per tier (rates
+    already measured for another tier are reused)."""
+
+    tiers: list[str] | None = Field(None, min_length=1, description="none: every tier")
+    min_rate: float = Field(gt=0)
+    max_rate: float = Field(gt=0)
+    steps: int = Field(6, ge=1)
+    growth: float = Field(2.0, gt=1)
+    # The search stops once the last pass and the first fail are within this share.
+    tolerance: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> RateSearch:
+        if self.min_rate > self.max_rate:
+            raise ValueError(f"min_rate {self.min_rate:g} is above max_rate {self.max_rate:g}")
+        return self
+
+
 class Workload(Strict):
     api: Literal["completions", "chat"] = "completions"
     points: list[WorkloadPoint] = Field(min_length=1)
@@ -252,6 +320,8 @@ class Workload(Strict):
     requests_per_point: int = Field(1, ge=1)
     # Open loop: the share of the arrival period before the window starts.
     open_loop_warmup_share: float = Field(0.1, ge=0, lt=1)
+    # After the matrix, per shape and SLO tier: the highest request rate meeting the tier.
+    rate_search: RateSearch | None = None
     warmup_requests: int = Field(4, ge=0)
     repeats: int = Field(1, ge=1)
     seed: int = 0
@@ -346,6 +416,20 @@ class Profile(Strict):
     slo: Slo = Slo()
     # Named service levels the report's verdict is given at; none: `slo` is the one tier.
     slo_tiers: dict[TierName, SloTier] | None = Field(None, min_length=1)
+    # Engine settings every arm is measured with in turn; none: vLLM's defaults (and `vllm`).
+    engine_variants: list[EngineVariant] = Field(default_factory=list)
+
+    @property
+    def engines(self) -> list[EngineVariant | None]:
+        """The engine variants each arm is launched with; [None] without engine_variants."""
+        return list(self.engine_variants) or [None]
+
+    def engine_variant(self, name: str) -> EngineVariant:
+        for e in self.engine_variants:
+            if e.name == name:
+                return e
+        known = ", ".join(e.name for e in self.engine_variants) or "none"
+        raise ValueError(f"engine variant {name!r} is not in engine_variants ({known})")
 
     @property
     def tiers(self) -> dict[str, SloTier]:
@@ -370,18 +454,105 @@ class Profile(Strict):
                 problems.append(f"hosts.{host.name}: reach ssh needs ssh settings")
         if not self.enabled_arms:
             problems.append("arms: enable at least one of single, replicated, disaggregated")
+        for i, placement in enumerate(self.arms.pool):
+            if placement.host not in names:
+                problems.append(f"arms.pool.{i}: host {placement.host!r} is not in hosts")
+        problems += self._topology_problems()
         if not problems:  # the checks below look hosts up by name
             problems += self._device_problems() + self._port_problems() + self._length_problems()
-        if problems:
-            raise ValueError("\n".join(problems))
+        self._raise(problems)
         return self
+
+    @staticmethod
+    def _raise(problems: list[str]) -> None:
+        if problems:
+            # A pool's device group serves in several layouts: say each problem once.
+            raise ValueError("\n".join(dict.fromkeys(problems)))
+
+    @model_validator(mode="after")
+    def _choices(self) -> Profile:
+        problems = []
+        names = [e.name for e in self.engine_variants]
+        if len(set(names)) != len(names):
+            problems.append(f"engine_variants: names must be unique, got {names}")
+        search = self.workload.rate_search
+        for tier in (search.tiers or []) if search else []:
+            if tier not in self.tiers:
+                problems.append(
+                    f"workload.rate_search.tiers: {tier!r} is not an SLO tier "
+                    f"({', '.join(self.tiers)})"
+                )
+        self._raise(problems)
+        return self
+
+    def _topology_problems(self) -> list[str]:
+        """Layouts the pool cannot hold, a pool using a device twice, replicas with no size."""
+        problems = []
+        d, r = self.arms.disaggregated, self.arms.replicated
+        layouts = d.layouts if d else []
+        if r is not None and r.instances is None and not layouts:
+            problems.append(
+                "arms.replicated.instances: give the replicas, or arms.disaggregated.layouts "
+                "to size them by"
+            )
+        if r is not None and r.instances is not None and layouts:
+            problems.append(
+                "arms.replicated.instances: leave out when arms.disaggregated.layouts sizes the "
+                "replicas (as many per layout as it has instances)"
+            )
+        if not layouts:
+            return problems
+        pool = self.pool
+        seen: dict[tuple[str, int], int] = {}
+        for k, placement in enumerate(pool):
+            for device in placement.devices:
+                if (placement.host, device) in seen:
+                    problems.append(
+                        f"arms.pool.{k}: device {device} of host {placement.host} is already in "
+                        f"arms.pool.{seen[placement.host, device]}"
+                    )
+                seen.setdefault((placement.host, device), k)
+        for i, layout in enumerate(layouts):
+            needed = sum(layout_counts(layout))
+            if needed > len(pool):
+                problems.append(
+                    f"arms.disaggregated.layouts.{i}: {layout} needs {needed} device groups, "
+                    f"the pool has {len(pool)} (arms.pool, or the hosts' declared devices "
+                    f"{self.vllm.tensor_parallel_size} per instance)"
+                )
+        return problems
+
+    @property
+    def pool(self) -> list[Placement]:
+        """The device groups layouts take their instances from, in order."""
+        if self.arms.pool:
+            return list(self.arms.pool)
+        size = self.vllm.tensor_parallel_size
+        return [
+            Placement(host=h.name, devices=h.devices[i : i + size])
+            for h in self.hosts
+            for i in range(0, len(h.devices) - size + 1, size)
+        ]
+
+    def layouts(self, arm: str) -> list[str | None]:
+        """The layouts an arm is launched in, in order: the replicated arm one per instance
+        count of the disaggregated layouts (or its own instances); single has one, None."""
+        d, r = self.arms.disaggregated, self.arms.replicated
+        if arm == "disaggregated" and d:
+            return list(d.layouts) or [f"{len(d.prefill)}P{len(d.decode)}D"]
+        if arm == "replicated" and r:
+            if r.instances is not None:
+                return [replicas_layout(len(r.instances))]
+            sizes = sorted({sum(layout_counts(x)) for x in d.layouts}) if d else []
+            return [replicas_layout(n) for n in sizes]
+        return [None]
 
     def _device_problems(self) -> list[str]:
         """Placements on devices their host lacks, or that another instance of the arm uses."""
         problems = []
-        for arm in self.enabled_arms:
+        for arm, layout in self._launches():
             users: dict[tuple[str, int], list[str]] = defaultdict(list)
-            for slot in self.instances(arm):
+            for slot in self.instances(arm, layout):
                 host = self.host(slot.placement.host)
                 devices = slot.placement.devices
                 if host.device_kind == "cuda" and not devices:
@@ -421,10 +592,10 @@ class Profile(Strict):
         (which runs with every arm); arms run one at a time, so they reuse each other's."""
         # (host, port) -> the field that puts a service there -> the instances it puts there
         clashes: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
-        for arm in self.enabled_arms:
+        for arm, layout in self._launches():
             binds: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
             binds[self.proxy.host, self.proxy.port]["proxy.port"] = []
-            for slot in self.instances(arm):
+            for slot in self.instances(arm, layout):
                 at = slot.placement.host, self.vllm.http_port(slot.index)
                 binds[at].setdefault("vllm.base_port", []).append(slot.name)
                 side = self.vllm.side_channel_port(slot.index, slot.role)
@@ -470,18 +641,28 @@ class Profile(Strict):
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
 
-    def instances(self, arm: str) -> list[InstanceSlot]:
-        """The arm's instances in launch order; none when the arm is not enabled."""
+    def instances(self, arm: str, layout: str | None = None) -> list[InstanceSlot]:
+        """The arm's instances in launch order, in `layout` (default: its first); none when
+        the arm is not enabled."""
         roles: list[tuple[Role, str, Placement]] = []
+        d, r = self.arms.disaggregated, self.arms.replicated
+        if layout is None:
+            layout = next(iter(self.layouts(arm)), None)
+        pooled = [(f"arms.pool.{k}", p) for k, p in enumerate(self.pool)]
         if arm == "single" and self.arms.single:
             roles = [("standalone", "arms.single.instance", self.arms.single.instance)]
-        elif arm == "replicated" and self.arms.replicated:
+        elif arm == "replicated" and r and r.instances is not None:
             roles = [
                 ("standalone", f"arms.replicated.instances.{i}", p)
-                for i, p in enumerate(self.arms.replicated.instances)
+                for i, p in enumerate(r.instances)
             ]
-        elif arm == "disaggregated" and self.arms.disaggregated:
-            d = self.arms.disaggregated
+        elif arm == "replicated" and r and layout:
+            roles = [("standalone", *slot) for slot in pooled[: int(layout.removesuffix("R"))]]
+        elif arm == "disaggregated" and d and d.layouts:
+            prefill, decode = layout_counts(layout)
+            roles = [("prefill", *slot) for slot in pooled[:prefill]]
+            roles += [("decode", *slot) for slot in pooled[prefill : prefill + decode]]
+        elif arm == "disaggregated" and d:
             roles = [
                 ("prefill", f"arms.disaggregated.prefill.{i}", p) for i, p in enumerate(d.prefill)
             ]
@@ -493,9 +674,13 @@ class Profile(Strict):
             for index, (role, field, placement) in enumerate(roles)
         ]
 
+    def _launches(self) -> list[tuple[str, str | None]]:
+        """Each (arm, layout) launched: what runs on the devices and ports at one time."""
+        return [(arm, layout) for arm in self.enabled_arms for layout in self.layouts(arm)]
+
     def slots(self) -> list[InstanceSlot]:
-        """Every enabled arm's instances."""
-        return [slot for arm in self.enabled_arms for slot in self.instances(arm)]
+        """Every enabled arm's instances, in every layout."""
+        return [slot for arm, layout in self._launches() for slot in self.instances(arm, layout)]
 
     def placements(self) -> list[tuple[str, Placement]]:
         return [(slot.arm, slot.placement) for slot in self.slots()]

@@ -9,7 +9,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +27,13 @@ from pdpipeline.launch.hosts import launchers_for
 from pdpipeline.loadgen.bench import BenchResult, bench
 from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import MetricDelta, total
+from pdpipeline.loadgen.ratesearch import (
+    Capacity,
+    Measured,
+    known_attainments,
+    search_capacity,
+    tier_measure,
+)
 from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import Slo
 from pdpipeline.loadgen.window import Sizing, Window, started_at
@@ -41,7 +48,13 @@ from pdpipeline.loadgen.workload import (
 from pdpipeline.plan import ArmPlan, plan_arms
 from pdpipeline.profile import Profile, Workload
 from pdpipeline.serving import protocol
-from pdpipeline.warehouse.rows import HandoffVariantRow, RequestRow, RunRow, ServerMetricRow
+from pdpipeline.warehouse.rows import (
+    HandoffVariantRow,
+    RequestRow,
+    RunRow,
+    ServerMetricRow,
+    SloCapacityRow,
+)
 
 Progress = Callable[[str], None]
 
@@ -57,6 +70,8 @@ class Point:
     output_len: Lengths
     load: Load
     repeat: int
+    # The SLO tier a rate search measures this point for; None for the workload matrix.
+    searched_for: str | None = None
 
     @property
     def shape(self) -> str:
@@ -64,7 +79,8 @@ class Point:
 
     @property
     def key(self) -> str:
-        return f"{self.shape}-{self.load.label}-rep{self.repeat}"
+        key = f"{self.shape}-{self.load.label}-rep{self.repeat}"
+        return f"{key}-search" if self.searched_for else key
 
 
 @dataclass
@@ -74,6 +90,7 @@ class ArmResult:
     requests: list[RequestRow] = field(default_factory=list)
     server_metrics: list[ServerMetricRow] = field(default_factory=list)
     handoff_variants: list[HandoffVariantRow] = field(default_factory=list)
+    slo_capacity: list[SloCapacityRow] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -168,7 +185,9 @@ async def run_arm(
     result = ArmResult(arm)
     for plan in plan_arms(profile, arm):
         await _run_plan(plan, profile, campaign_id, log_dir, progress, source, result)
-        if (v := plan.variant) is not None:
+        if (v := plan.variant) is not None and v.name not in {
+            row.variant for row in result.handoff_variants
+        }:
             result.handoff_variants.append(
                 HandoffVariantRow(
                     campaign_id=campaign_id,
@@ -217,8 +236,8 @@ async def _run_plan(
             profile.workload.api,
             profile.workload.request_timeout_s,
         ) as client:
-            sweep = RateSweep(lambda line: progress(f"[{name}] {line}"))
-            for point in sweep.points(workload_points(profile.workload)):
+
+            async def measure(point: Point) -> BenchResult:
                 during = f"{point.key} of {name}"
                 # A server that dies mid-point ends the arm with its own error, not with the
                 # connection errors or failed requests that follow from it.
@@ -231,7 +250,99 @@ async def _run_plan(
                     await ensure_all_alive(watched, during, DEATH_GRACE_S)
                 _collect(result, campaign_id, point, run, plan)
                 progress(f"[{name}] {point.key}: {_one_line(result.runs[-1])}")
+                return run
+
+            sweep = RateSweep(lambda line: progress(f"[{name}] {line}"))
+            for point in sweep.points(workload_points(profile.workload)):
+                await measure(point)
                 sweep.saw(point, result.runs[-1])
+            if profile.workload.rate_search is not None:
+                await _search_rates(profile, plan, campaign_id, measure, result, progress)
+
+
+async def _search_rates(
+    profile: Profile,
+    plan: ArmPlan,
+    campaign_id: str,
+    measure: Callable[[Point], Awaitable[BenchResult]],
+    result: ArmResult,
+    progress: Progress,
+) -> None:
+    """Per shape and SLO tier of the rate search: the highest rate that meets the tier on this
+    launch. One run answers every tier, so a later tier reads the runs of earlier ones."""
+    workload, search = profile.workload, profile.workload.rate_search
+    tiers = {name: profile.tiers[name] for name in search.tiers or profile.tiers}
+    for shape in workload.points:
+        input_len, output_len = Lengths.parse(shape.input_len), Lengths.parse(shape.output_len)
+        runs: dict[float, Measured] = {}
+        for tier_name, tier in tiers.items():
+            run_at = _open_loop_at(measure, workload, input_len, output_len, tier_name)
+            capacity = await search_capacity(
+                tier_measure(run_at, runs, tier),
+                tier.attainment,
+                search.min_rate,
+                search.max_rate,
+                search.steps,
+                search.growth,
+                search.tolerance,
+                known=known_attainments(runs, tier),
+            )
+            row = _capacity_row(campaign_id, plan, shape, tier_name, tier, capacity)
+            result.slo_capacity.append(row)
+            found = "none" if row.max_rate is None else f"{row.max_rate:.3g} req/s"
+            progress(
+                f"[{plan.key}] in{input_len}-out{output_len} {tier_name}: highest rate meeting "
+                f"the tier {found} ({capacity.bound}, {len(capacity.probes)} rate(s))"
+            )
+
+
+def _open_loop_at(
+    measure: Callable[[Point], Awaitable[BenchResult]],
+    workload: Workload,
+    input_len: Lengths,
+    output_len: Lengths,
+    tier_name: str,
+) -> Callable[[float], Awaitable[Measured]]:
+    """A run of the shape at an open-loop rate, with the workload's arrival settings."""
+
+    async def run_at(rate: float) -> Measured:
+        load = Load(
+            request_rate=rate,
+            burstiness=workload.burstiness,
+            max_concurrency=workload.max_concurrency,
+        )
+        run = await measure(Point(input_len, output_len, load, 0, tier_name))
+        return Measured(run.records, _window(run.summary))
+
+    return run_at
+
+
+def _capacity_row(campaign_id, plan, shape, tier_name, tier, capacity: Capacity) -> SloCapacityRow:
+    return SloCapacityRow(
+        campaign_id=campaign_id,
+        arm=plan.arm,
+        layout=plan.layout,
+        engine_variant=plan.engine and plan.engine.name,
+        variant=plan.variant and plan.variant.name,
+        input_len=str(Lengths.parse(shape.input_len)),
+        output_len=str(Lengths.parse(shape.output_len)),
+        tier=tier_name,
+        ttft_ms=tier.ttft_ms,
+        tpot_ms=tier.tpot_ms,
+        attainment_target=tier.attainment,
+        gpus=plan.devices,
+        max_rate=capacity.max_rate,
+        max_rate_per_gpu=None if capacity.max_rate is None else capacity.max_rate / plan.devices,
+        first_failing_rate=capacity.first_failing,
+        bound=capacity.bound,
+        probes=json.dumps([[p.rate, p.attainment] for p in capacity.probes]),
+    )
+
+
+def _window(summary: dict) -> Window | None:
+    if summary["window_start"] is None:
+        return None
+    return Window(summary["window_start"], summary["window_end"])
 
 
 def _watched(services: dict[str, tuple[Launcher, Service]], plan: ArmPlan) -> list[Watched]:
@@ -287,16 +398,13 @@ def _collect(
 ) -> None:
     arm = plan.arm
     variant = plan.variant.name if plan.variant else None
+    series = {"layout": plan.layout, "engine_variant": plan.engine and plan.engine.name}
     run_id = f"{campaign_id}/{plan.key}/{point.key}"
     kept = [m for m in run.metrics if m.name.startswith(KEPT_METRIC_PREFIXES)]
     kv = kv_transfer_figures(kept, plan)
     summary = dict(run.summary)
     reason = summary.pop("first_error")
-    window = (
-        None
-        if summary["window_start"] is None
-        else Window(summary["window_start"], summary["window_end"])
-    )
+    window = _window(summary)
     if arm == "disaggregated" and kv["kv_params_missing"]:
         summary["valid"], reason = (
             False,
@@ -323,6 +431,9 @@ def _collect(
                 min((r.sent_at for r in run.records), default=time.time()), UTC
             ),
             **kv,
+            **series,
+            engine_args=json.dumps(list(plan.engine.vllm_args)) if plan.engine else None,
+            searched_for=point.searched_for,
         )
     )
     for record in run.records:
@@ -338,6 +449,7 @@ def _collect(
                 itl_s=json.dumps(itl),
                 **row,
                 in_window=None if window is None else window.holds(started_at(record)),
+                **series,
             )
         )
     for m in kept:
@@ -353,6 +465,7 @@ def _collect(
                 before=m.before,
                 after=m.after,
                 delta=m.delta,
+                **series,
             )
         )
 

@@ -112,7 +112,12 @@ def test_plan_prints_each_arm_launch(capsys, monkeypatch):
     assert (code, err) == (0, "")
     assert out.startswith("# profile local: model models/tiny-llama as tiny\n")
     arms = _arms(out)
-    assert list(arms) == ["single", "replicated", "disaggregated-pull", "disaggregated-push"]
+    assert list(arms) == [
+        "single",
+        "replicated-2R",
+        "disaggregated-1P1D-pull",
+        "disaggregated-1P1D-push",
+    ]
 
     model_dir = str(ROOT / "models" / "tiny-llama")
     ports = {}
@@ -124,12 +129,12 @@ def test_plan_prints_each_arm_launch(capsys, monkeypatch):
         assert len(proxy) == 1 and _option(proxy[0], "--port") == "8200", arm
     assert ports == {
         "single": ["8100"],
-        "replicated": ["8100", "8101"],
-        "disaggregated-pull": ["8100", "8101"],
-        "disaggregated-push": ["8100", "8101"],
+        "replicated-2R": ["8100", "8101"],
+        "disaggregated-1P1D-pull": ["8100", "8101"],
+        "disaggregated-1P1D-push": ["8100", "8101"],
     }
 
-    pull, push = arms["disaggregated-pull"], arms["disaggregated-push"]
+    pull, push = arms["disaggregated-1P1D-pull"], arms["disaggregated-1P1D-push"]
     assert "handoff variant pull: NixlConnector, sequential handoff" in pull
     assert "handoff variant push: NixlPushConnector, concurrent handoff" in push
     for section, connector in ((pull, "NixlConnector"), (push, "NixlPushConnector")):

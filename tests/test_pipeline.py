@@ -105,14 +105,23 @@ def campaign(tiny_model, tmp_path_factory):
         concurrency=[2],
         requests_per_point=6,
         warmup_requests=2,
-        repeats=2,
+        repeats=1,
         # A stuck handoff fails the fixture in a minute, naming the leg, not after the defaults.
         request_timeout_s=120,
     )
     data["proxy"]["leg_timeout_s"] = 60
-    data["arms"]["disaggregated"]["variants"] = [
-        {"name": "pull", "kv_connector": "NixlConnector"},
-        {"name": "push", "kv_connector": "NixlPushConnector"},
+    # One 1P1D layout, against the two replicas it sizes; two KV block sizes for every arm.
+    data["arms"]["replicated"] = {}
+    data["arms"]["disaggregated"] = {
+        "layouts": ["1P1D"],
+        "variants": [
+            {"name": "pull", "kv_connector": "NixlConnector"},
+            {"name": "push", "kv_connector": "NixlPushConnector"},
+        ],
+    }
+    data["engine_variants"] = [
+        {"name": "block32", "vllm_args": ["--block-size", "32"]},
+        {"name": "block128", "vllm_args": ["--block-size", "128"]},
     ]
     home = tmp / "dagster_home"  # a persistent instance: the UI test reads it
     home.mkdir()
@@ -129,31 +138,41 @@ def campaign(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.vllm
-def test_campaign_writes_three_valid_arms_and_both_handoffs(campaign):
+def test_campaign_writes_every_series_of_layouts_engine_and_handoff_variants(campaign):
     result, warehouse, *_ = campaign
     assert warehouse.query("SELECT campaign_id FROM campaigns")["campaign_id"].to_list() == [
         result.id
     ]
-    runs = warehouse.query("SELECT arm, variant, valid FROM runs ORDER BY arm, variant")
-    assert list(runs.select("arm", "variant").iter_rows()) == [
-        ("disaggregated", "pull"),
-        ("disaggregated", "pull"),
-        ("disaggregated", "push"),
-        ("disaggregated", "push"),
-        ("replicated", None),
-        ("replicated", None),
-        ("single", None),
-        ("single", None),
+    runs = warehouse.query(
+        "SELECT arm, layout, engine_variant, variant, engine_args, gpus, valid FROM runs "
+        "ORDER BY arm, engine_variant, variant"
+    )
+    series = [
+        ("disaggregated", "1P1D", "block128", "pull"),
+        ("disaggregated", "1P1D", "block128", "push"),
+        ("disaggregated", "1P1D", "block32", "pull"),
+        ("disaggregated", "1P1D", "block32", "push"),
+        ("replicated", "2R", "block128", None),
+        ("replicated", "2R", "block32", None),
+        ("single", None, "block128", None),
+        ("single", None, "block32", None),
     ]
+    assert list(runs.select("arm", "layout", "engine_variant", "variant").iter_rows()) == series
     assert runs["valid"].all()
+    assert runs["gpus"].to_list() == [2, 2, 2, 2, 2, 2, 1, 1]
+    assert {json.loads(a)[1] for a in runs["engine_args"]} == {"32", "128"}
     assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 8 * 6
-    comparison = warehouse.query("SELECT arm, variant FROM comparison ORDER BY arm, variant")
-    assert list(comparison.iter_rows()) == [
-        ("disaggregated", "pull"),
-        ("disaggregated", "push"),
-        ("replicated", None),
-        ("single", None),
-    ]
+    comparison = warehouse.query(
+        "SELECT arm, layout, engine_variant, variant FROM comparison "
+        "ORDER BY arm, engine_variant, variant"
+    )
+    assert list(comparison.iter_rows()) == series
+    # Each engine variant's servers ran with its block size, as vLLM reports its cache config.
+    blocks = warehouse.query(
+        "SELECT DISTINCT engine_variant, labels->>'block_size' AS block_size "
+        "FROM server_metrics WHERE name = 'vllm:cache_config_info' ORDER BY engine_variant"
+    )
+    assert blocks.rows() == [("block128", "128"), ("block32", "32")]
     variants = warehouse.query(
         "SELECT variant, kv_connector, handoff FROM handoff_variants ORDER BY variant"
     )
@@ -201,8 +220,8 @@ def test_disaggregated_metrics_prove_the_kv_transfer(campaign, variant):
     )["kv_bytes"]
     assert per_request.to_list() == [kv["kv_predicted_bytes"][0]]
     totals = warehouse.query(
-        "SELECT kv_bytes, kv_transfers, kv_failed_transfers FROM kv_transfer_totals "
-        "WHERE variant = ?",
+        "SELECT sum(kv_bytes), sum(kv_transfers), sum(kv_failed_transfers) "
+        "FROM kv_transfer_totals WHERE variant = ?",
         [variant],
     )
     assert totals.rows() == [(moved["bytes"][0], 12, 0)]

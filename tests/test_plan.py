@@ -69,7 +69,7 @@ def test_disaggregated_is_nixl_producer_and_consumer_on_cpu(local_profile: Profi
     ]
     assert plan.devices == 2
     assert plan.variant.name == "pull"
-    assert plan.key == "disaggregated-pull"
+    assert plan.key == "disaggregated-1P1D-pull"
 
 
 def test_side_channel_ports_are_unique_and_checked_free(local_profile: Profile):
@@ -210,8 +210,8 @@ def test_format_plan_mentions_every_arm_service_and_env(local_profile: Profile):
     text = format_plan(local_profile)
     for arm, key in (
         ("single", "single"),
-        ("replicated", "replicated"),
-        ("disaggregated", "disaggregated-pull"),
+        ("replicated", "replicated-2R"),
+        ("disaggregated", "disaggregated-1P1D-pull"),
     ):
         assert f"## arm {key} " in text
         plan = plan_arm(local_profile, arm)
@@ -277,16 +277,16 @@ def variants_profile(tiny_model: Path) -> Profile:
 def test_each_handoff_variant_is_its_own_launch(variants_profile: Profile):
     plans = plan_arms(variants_profile, "disaggregated")
     assert [p.key for p in plans] == [
-        "disaggregated-pull",
-        "disaggregated-push",
-        "disaggregated-push-serial",
+        "disaggregated-1P1D-pull",
+        "disaggregated-1P1D-push",
+        "disaggregated-1P1D-push-serial",
     ]
     connectors = [
         {kv_transfer_config(i.service.argv)["kv_connector"] for i in p.instances} for p in plans
     ]
     assert connectors == [{"NixlConnector"}, {"NixlPushConnector"}, {"NixlPushConnector"}]
     assert [p.variant.handoff for p in plans] == ["sequential", "concurrent", "sequential"]
-    assert [p.key for p in plan_arms(variants_profile, "replicated")] == ["replicated"]
+    assert [p.key for p in plan_arms(variants_profile, "replicated")] == ["replicated-2R"]
 
 
 def test_variant_settings_merge_over_the_arm(variants_profile: Profile):
@@ -335,3 +335,99 @@ def test_variant_vllm_args_follow_the_shared_ones(tiny_model: Path):
         argv = instance.service.argv
         assert list(argv[-4:]) == ["--max-num-seqs", "64", "--block-size", "64"]
     assert "--block-size 64" in format_plan(Profile.model_validate(data))
+
+
+@pytest.fixture
+def layouts_profile(tiny_model: Path) -> Profile:
+    """Four GPUs: the four-GPU layouts, replicas sized by them, two KV block sizes."""
+    data = local_profile_data(tiny_model)
+    data["hosts"][0] |= {
+        "device_kind": "cuda",
+        "engine": ["vllm", "serve"],
+        "env": {},
+        "devices": [0, 1, 2, 3],
+    }
+    data["arms"]["replicated"] = {}
+    data["arms"]["disaggregated"] = {"layouts": ["1P1D", "3P1D", "2P2D", "1P3D"]}
+    data["engine_variants"] = [
+        {"name": "block16", "vllm_args": ["--block-size", "16"]},
+        {
+            "name": "block128",
+            "vllm_args": ["--block-size", "128"],
+            "env": {"UCX_TLS": "cuda_ipc"},
+            "kv_connector_extra_config": {"enable_cross_layers_blocks": True},
+        },
+    ]
+    return Profile.model_validate(data)
+
+
+def _gpus(plan: ArmPlan) -> list[tuple[str, str]]:
+    return [(i.server.role, i.service.env["CUDA_VISIBLE_DEVICES"]) for i in plan.instances]
+
+
+def test_each_layout_takes_its_roles_from_the_pool_in_order(layouts_profile: Profile):
+    plans = {p.key: p for p in plan_arms(layouts_profile, "disaggregated")}
+    assert list(plans) == [
+        f"disaggregated-{layout}-{engine}-pull"
+        for engine in ("block16", "block128")
+        for layout in ("1P1D", "3P1D", "2P2D", "1P3D")
+    ]
+    assert _gpus(plans["disaggregated-1P1D-block16-pull"]) == [("prefill", "0"), ("decode", "1")]
+    assert _gpus(plans["disaggregated-3P1D-block16-pull"]) == [
+        ("prefill", "0"),
+        ("prefill", "1"),
+        ("prefill", "2"),
+        ("decode", "3"),
+    ]
+    assert _gpus(plans["disaggregated-1P3D-block128-pull"]) == [
+        ("prefill", "0"),
+        ("decode", "1"),
+        ("decode", "2"),
+        ("decode", "3"),
+    ]
+    plan = plans["disaggregated-2P2D-block128-pull"]
+    assert (plan.layout, plan.devices) == ("2P2D", 4)
+    base = layouts_profile.vllm.base_port
+    assert [i.service.port for i in plan.instances] == [base, base + 1, base + 2, base + 3]
+    proxy = plan.proxy.argv
+    assert flag_values(proxy, "--prefill") == [i.server.url for i in plan.instances[:2]]
+    assert flag_values(proxy, "--decode") == [i.server.url for i in plan.instances[2:]]
+
+
+def test_engine_variants_apply_to_every_arm_alike(layouts_profile: Profile):
+    for arm in ("single", "replicated", "disaggregated"):
+        for plan in plan_arms(layouts_profile, arm):
+            block = "16" if plan.engine.name == "block16" else "128"
+            for instance in plan.instances:
+                argv = instance.service.argv
+                assert flag_values(argv, "--block-size") == [block], plan.key
+                assert ("UCX_TLS" in instance.service.env) == (block == "128"), plan.key
+                if arm == "disaggregated":
+                    extra = kv_transfer_config(argv).get("kv_connector_extra_config", {})
+                    assert extra.get("enable_cross_layers_blocks", False) == (block == "128")
+    # Connector settings reach only the arm that has a connector.
+    (single, *_) = plan_arms(layouts_profile, "single")
+    assert "--kv-transfer-config" not in single.instances[0].service.argv
+
+
+def test_replicas_are_sized_by_each_layout(layouts_profile: Profile):
+    plans = plan_arms(layouts_profile, "replicated")
+    assert [p.key for p in plans] == [
+        "replicated-2R-block16",
+        "replicated-4R-block16",
+        "replicated-2R-block128",
+        "replicated-4R-block128",
+    ]
+    assert _gpus(plans[1]) == [("standalone", str(d)) for d in range(4)]
+    assert [p.devices for p in plans] == [2, 4, 2, 4]
+    assert [p.key for p in plan_arms(layouts_profile, "single")] == [
+        "single-block16",
+        "single-block128",
+    ]
+
+
+def test_format_plan_names_layout_and_engine_variant(layouts_profile: Profile):
+    text = format_plan(layouts_profile)
+    assert "## arm disaggregated-3P1D-block128-pull (4 device(s)" in text
+    assert "engine variant block128: --block-size 128" in text
+    assert text.count("## arm ") == 2 * (1 + 2 + 4)

@@ -73,6 +73,7 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 "requests": result.requests,
                 "server_metrics": result.server_metrics,
                 "handoff_variants": result.handoff_variants,
+                "slo_capacity": result.slo_capacity,
             },
             where={"campaign_id": campaign.id, "arm": arm},
         )
@@ -84,6 +85,7 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 "invalid_runs": len(invalid),
                 "requests": len(result.requests),
                 "best_output_tok_per_s": max(r.output_throughput for r in result.runs),
+                "launches": len({r.run_id.split("/")[1] for r in result.runs}),
             },
             check_results=[
                 dg.AssetCheckResult(

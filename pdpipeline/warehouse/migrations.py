@@ -81,6 +81,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         # New tables only: schema.sql, run before the steps, creates them in an older file.
         "",
     ),
+    Migration(
+        6,
+        "layouts and engine variants: the layout and engine variant of every run, request, "
+        "metric and derived row; runs measured by a rate search; slo_capacity",
+        """
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS layout VARCHAR;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS engine_variant VARCHAR;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS engine_args JSON;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS searched_for VARCHAR;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS layout VARCHAR;
+        ALTER TABLE requests ADD COLUMN IF NOT EXISTS engine_variant VARCHAR;
+        ALTER TABLE server_metrics ADD COLUMN IF NOT EXISTS layout VARCHAR;
+        ALTER TABLE server_metrics ADD COLUMN IF NOT EXISTS engine_variant VARCHAR;
+        ALTER TABLE comparison ADD COLUMN IF NOT EXISTS layout VARCHAR;
+        ALTER TABLE comparison ADD COLUMN IF NOT EXISTS engine_variant VARCHAR;
+        ALTER TABLE slo_goodput ADD COLUMN IF NOT EXISTS layout VARCHAR;
+        ALTER TABLE slo_goodput ADD COLUMN IF NOT EXISTS engine_variant VARCHAR;
+        ALTER TABLE regime_map ADD COLUMN IF NOT EXISTS winner_layout VARCHAR;
+        ALTER TABLE regime_map ADD COLUMN IF NOT EXISTS winner_engine_variant VARCHAR;
+        ALTER TABLE regime_map ADD COLUMN IF NOT EXISTS challenger_layout VARCHAR;
+        ALTER TABLE regime_map ADD COLUMN IF NOT EXISTS challenger_engine_variant VARCHAR;
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

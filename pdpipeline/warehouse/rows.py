@@ -135,6 +135,10 @@ class RunRow:
     whole_run_duration_s: float | None
     whole_run_output_throughput: float | None
     whole_run_request_throughput: float | None
+    layout: str | None  # "1P1D", "2R"; None for single
+    engine_variant: str | None
+    engine_args: Json | None  # the engine variant's vLLM arguments, applied to every arm
+    searched_for: str | None  # the SLO tier a rate search measured this run for
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +168,8 @@ class RequestRow:
     scheduled_at: float | None
     queue_s: float | None
     in_window: bool | None
+    layout: str | None
+    engine_variant: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +184,8 @@ class ServerMetricRow:
     after: float | None
     delta: float | None
     variant: str | None
+    layout: str | None
+    engine_variant: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +229,8 @@ class ComparisonRow:
     kv_link: str | None
     kv_link_gbyte_per_s: float | None
     kv_link_fraction: float | None
+    layout: str | None
+    engine_variant: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,6 +260,8 @@ class SloGoodputRow:
     point_attainment: float | None  # over the repeats of the run's point
     point_met: bool
     best: bool  # the run's point is where its series serves most within the tier
+    layout: str | None
+    engine_variant: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +285,34 @@ class RegimeMapRow:
     difference_low: float | None
     difference_high: float | None
     tie: bool | None
+    winner_layout: str | None
+    winner_engine_variant: str | None
+    challenger_layout: str | None
+    challenger_engine_variant: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SloCapacityRow:
+    """The highest open-loop request rate at which a series met an SLO tier, found by the rate
+    search (loadgen/ratesearch.py) on one launch."""
+
+    campaign_id: str
+    arm: str
+    layout: str | None
+    engine_variant: str | None
+    variant: str | None
+    input_len: str
+    output_len: str
+    tier: str
+    ttft_ms: float | None
+    tpot_ms: float | None
+    attainment_target: float
+    gpus: int
+    max_rate: float | None  # req/s; None: not even the lowest rate searched met the tier
+    max_rate_per_gpu: float | None
+    first_failing_rate: float | None  # None: the highest rate searched still met it
+    bound: str  # "found", "below_min", "above_max" or "budget_spent" (loadgen/ratesearch.py)
+    probes: Json  # [[rate, attainment], ...] in the order measured
 
 
 Row = (
@@ -286,6 +326,7 @@ Row = (
     | ComparisonRow
     | SloGoodputRow
     | RegimeMapRow
+    | SloCapacityRow
 )
 
 ROW_CLASSES: dict[str, type[Row]] = {
@@ -299,6 +340,7 @@ ROW_CLASSES: dict[str, type[Row]] = {
     "comparison": ComparisonRow,
     "slo_goodput": SloGoodputRow,
     "regime_map": RegimeMapRow,
+    "slo_capacity": SloCapacityRow,
 }
 
 _DTYPES: dict[type, pl.DataType] = {

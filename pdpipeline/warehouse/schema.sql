@@ -103,7 +103,15 @@ CREATE TABLE IF NOT EXISTS runs (
     saturated                  BOOLEAN,  -- open loop: completions fell behind arrivals; else NULL
     whole_run_duration_s       DOUBLE,   -- first start to last finish
     whole_run_output_throughput  DOUBLE,
-    whole_run_request_throughput DOUBLE
+    whole_run_request_throughput DOUBLE,
+    -- The series beyond arm and handoff variant: the layout ('1P1D', '2R'; NULL for single) and
+    -- the engine variant (settings applied to every arm alike, e.g. a KV block size) with its
+    -- vLLM arguments as JSON; NULL where the profile has none.
+    layout                     VARCHAR,
+    engine_variant             VARCHAR,
+    engine_args                JSON,
+    -- The SLO tier a rate search measured this run for; NULL for the workload matrix's runs.
+    searched_for               VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS requests (
@@ -136,7 +144,9 @@ CREATE TABLE IF NOT EXISTS requests (
     -- send (for a free slot under max_concurrency); NULL in a closed loop.
     scheduled_at            DOUBLE,
     queue_s                 DOUBLE,
-    in_window               BOOLEAN     -- started inside its run's steady window
+    in_window               BOOLEAN,    -- started inside its run's steady window
+    layout                  VARCHAR,
+    engine_variant          VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS server_metrics (
@@ -149,7 +159,9 @@ CREATE TABLE IF NOT EXISTS server_metrics (
     "before"     DOUBLE,
     "after"      DOUBLE,
     delta        DOUBLE,     -- counters: after - before; gauges: after
-    variant      VARCHAR
+    variant      VARCHAR,
+    layout       VARCHAR,
+    engine_variant VARCHAR
 );
 
 -- How each handoff variant of the disaggregated arm moved the KV cache.
@@ -190,7 +202,9 @@ CREATE TABLE IF NOT EXISTS comparison (
     -- share of its nominal rate the KV transfers achieved.
     kv_link                     VARCHAR,
     kv_link_gbyte_per_s         DOUBLE,
-    kv_link_fraction            DOUBLE
+    kv_link_fraction            DOUBLE,
+    layout                      VARCHAR,
+    engine_variant              VARCHAR
 );
 
 -- Each valid run judged at each SLO tier of the profile (DistServe's goodput): the share of its
@@ -220,7 +234,9 @@ CREATE TABLE IF NOT EXISTS slo_goodput (
     output_throughput_per_gpu  DOUBLE,
     point_attainment           DOUBLE,   -- over every repeat of the run's point
     point_met                  BOOLEAN NOT NULL,
-    best                       BOOLEAN NOT NULL
+    best                       BOOLEAN NOT NULL,
+    layout                     VARCHAR,
+    engine_variant             VARCHAR
 );
 
 -- The regime map: per shape, at each TTFT x TPOT limit of a grid and one attainment, the setup
@@ -246,5 +262,34 @@ CREATE TABLE IF NOT EXISTS regime_map (
     difference                  DOUBLE,
     difference_low              DOUBLE,
     difference_high             DOUBLE,
-    tie                         BOOLEAN
+    tie                         BOOLEAN,
+    winner_layout               VARCHAR,
+    winner_engine_variant       VARCHAR,
+    challenger_layout           VARCHAR,
+    challenger_engine_variant   VARCHAR
+);
+
+-- Per series and shape, at each SLO tier the profile's rate search covers: the highest open-loop
+-- request rate that met the tier, bracketed by the lowest that did not (loadgen/ratesearch.py).
+-- bound: 'found' (bracketed), 'below_min' (not even the lowest rate met it), 'above_max' (the
+-- highest rate searched still met it: the capacity is at least max_rate), 'budget_spent' (the
+-- steps ran out on the ladder before any rate failed: at least max_rate, no upper bracket).
+CREATE TABLE IF NOT EXISTS slo_capacity (
+    campaign_id          VARCHAR NOT NULL,
+    arm                  VARCHAR NOT NULL,
+    layout               VARCHAR,
+    engine_variant       VARCHAR,
+    variant              VARCHAR,
+    input_len            VARCHAR NOT NULL,
+    output_len           VARCHAR NOT NULL,
+    tier                 VARCHAR NOT NULL,
+    ttft_ms              DOUBLE,
+    tpot_ms              DOUBLE,
+    attainment_target    DOUBLE NOT NULL,
+    gpus                 INTEGER NOT NULL,
+    max_rate             DOUBLE,
+    max_rate_per_gpu     DOUBLE,
+    first_failing_rate   DOUBLE,
+    bound                VARCHAR NOT NULL CHECK (bound IN ('found', 'below_min', 'above_max', 'budget_spent')),
+    probes               JSON NOT NULL   -- [[rate, attainment], ...] in the order measured
 );

@@ -48,6 +48,19 @@ def _unpinned_on_cuda(data: dict) -> None:
     data["arms"]["single"]["instance"]["devices"] = []
 
 
+def _layouts(*layouts: str, pool: list[dict] | None = None) -> Callable[[dict], None]:
+    """The disaggregated arm as `layouts` over the host's devices (or `pool`), replicas sized
+    by them."""
+
+    def mutate(data: dict) -> None:
+        data["arms"]["replicated"] = {}
+        data["arms"]["disaggregated"] = {"layouts": list(layouts)}
+        if pool is not None:
+            data["arms"]["pool"] = pool
+
+    return mutate
+
+
 # (mutation of a valid profile, text naming the field, text of the complaint)
 MALFORMED = {
     "concurrency-not-int": (
@@ -266,5 +279,59 @@ MALFORMED = {
         _unpinned_on_cuda,
         "arms.single.instance:",
         "host local is cuda: list the GPU(s) of this instance in devices",
+    ),
+    "layout-larger-than-the-pool": (
+        _layouts("1P1D", "3P1D"),
+        "arms.disaggregated.layouts.1:",
+        "3P1D needs 4 device groups, the pool has 2",
+    ),
+    "layout-not-xpyd": (
+        _layouts("2P"),
+        "arms.disaggregated.layouts.0:",
+        "should match pattern",
+    ),
+    "pool-uses-a-device-twice": (
+        _layouts(
+            "1P1D", pool=[{"host": "local", "devices": [0]}, {"host": "local", "devices": [0]}]
+        ),
+        "arms.pool.1:",
+        "device 0 of host local is already in arms.pool.0",
+    ),
+    "pool-device-the-host-lacks": (
+        _layouts(
+            "1P1D", pool=[{"host": "local", "devices": [0]}, {"host": "local", "devices": [7]}]
+        ),
+        "arms.pool.1:",
+        "device 7 is not one of host local's devices [0, 1]",
+    ),
+    "layouts-and-explicit-instances": (
+        _set("arms", "disaggregated", "layouts", value=["1P1D"]),
+        "arms.disaggregated:",
+        "give layouts or prefill and decode instances, not both",
+    ),
+    "replicas-with-nothing-to-size-them": (
+        _set("arms", "replicated", value={}),
+        "arms.replicated.instances:",
+        "give the replicas, or arms.disaggregated.layouts to size them by",
+    ),
+    "replicas-given-beside-layouts": (
+        _set("arms", "disaggregated", value={"layouts": ["1P1D"]}),
+        "arms.replicated.instances:",
+        "leave out when arms.disaggregated.layouts sizes the replicas",
+    ),
+    "engine-variant-names-twice": (
+        _set("engine_variants", value=[{"name": "b"}, {"name": "b"}]),
+        "engine_variants:",
+        "names must be unique",
+    ),
+    "rate-search-unknown-tier": (
+        _set("workload", "rate_search", value={"min_rate": 1, "max_rate": 4, "tiers": ["fast"]}),
+        "workload.rate_search.tiers:",
+        "'fast' is not an SLO tier (default)",
+    ),
+    "rate-search-range-inverted": (
+        _set("workload", "rate_search", value={"min_rate": 8, "max_rate": 4}),
+        "workload.rate_search:",
+        "min_rate 8 is above max_rate 4",
     ),
 }

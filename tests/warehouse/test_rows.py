@@ -118,6 +118,8 @@ def sample_row(row_class: type, campaign_id: str, nullable_value: bool):
     fields["campaign_id"] = campaign_id
     if "arm" in fields:
         fields["arm"] = "single"  # runs take only the three arms
+    if "bound" in fields:
+        fields["bound"] = "found"  # slo_capacity takes only its three bounds
     return row_class(**fields)
 
 
