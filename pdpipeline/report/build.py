@@ -12,9 +12,10 @@ import polars as pl
 
 from pdpipeline.report import plots
 from pdpipeline.report.campaign import campaign_comparison
-from pdpipeline.report.compare import POINT_KEYS, arm_label, markdown, with_current_columns
+from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, markdown, with_current_columns
 from pdpipeline.report.frontier import frontier, frontier_sentences, leaders
 from pdpipeline.report.regression import regressions
+from pdpipeline.report.series import Series
 from pdpipeline.report.verdict import headline, tier_verdicts, verdicts
 from pdpipeline.warehouse.store import Warehouse
 
@@ -66,8 +67,8 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     }
     frames["requests"] = warehouse.query(
         """
-        SELECT q.arm, r.variant, q.ok, q.ttft_s, q.tpot_s, r.input_len, r.output_len,
-               r.concurrency, r.request_rate
+        SELECT q.arm, r.layout, r.engine_variant, r.variant, q.ok, q.ttft_s, q.tpot_s,
+               r.input_len, r.output_len, r.concurrency, r.request_rate
         FROM requests q JOIN runs r USING (run_id)
         WHERE q.campaign_id = ? AND r.valid
         """,
@@ -76,7 +77,7 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     profile = frames["campaigns"]["profile_name"][0]
     frames["trend"] = warehouse.query(
         """
-        SELECT k.campaign_id, k.started_at, r.arm, r.variant,
+        SELECT k.campaign_id, k.started_at, r.arm, r.layout, r.engine_variant, r.variant,
                max(r.output_throughput_per_gpu) AS output_throughput_per_gpu
         FROM runs r JOIN campaigns k USING (campaign_id)
         WHERE k.profile_name = ? AND r.valid GROUP BY ALL ORDER BY k.started_at
@@ -120,10 +121,8 @@ def build(
     if f["trend"]["campaign_id"].n_unique() > 1:
         regressed = regressions(warehouse, campaign_id, regression_threshold)
         marked = f["trend"].join(
-            regressed.select("arm", "variant")
-            .unique()
-            .with_columns(campaign_id=pl.lit(campaign_id)),
-            on=["campaign_id", "arm", "variant"],
+            regressed.select(SERIES_KEYS).unique().with_columns(campaign_id=pl.lit(campaign_id)),
+            on=["campaign_id", *SERIES_KEYS],
             nulls_equal=True,
         )
         figures["history"] = plots.history(f["trend"], out / "history.png", marked)
@@ -178,22 +177,32 @@ def _tier_sentences(f: dict[str, pl.DataFrame]) -> list[str]:
 
 
 def _link_lines(comparison: pl.DataFrame) -> list[str]:
-    """A line on the link the KV cache crossed, where hardware_check found its rate."""
+    """A line on the link the KV cache crossed, where hardware_check found its rate; where the
+    layouts crossed different links, each with the layouts that crossed it."""
     known = comparison.drop_nulls("kv_link_gbyte_per_s")
     if not known.height:
         return []
-    link = known.row(0, named=True)
-    achieved = known["kv_link_fraction"].drop_nulls()
-    share = (
-        f"; the KV transfers achieved {achieved.min():.1%} to {achieved.max():.1%} of it"
-        if achieved.len()
-        else ""
-    )
-    return [
-        "",
-        f"KV link between prefill and decode: {link['kv_link']}, "
-        f"{link['kv_link_gbyte_per_s']:.1f} GB/s nominal{share}.",
-    ]
+    links = known.partition_by("kv_link", "kv_link_gbyte_per_s", maintain_order=True)
+    if len(links) == 1:
+        return ["", f"KV link between prefill and decode: {_link_text(known)}."]
+    parts = []
+    for rows in links:
+        layouts = ", ".join(sorted(rows["layout"].drop_nulls().unique().to_list()))
+        text = _link_text(rows, aside=True)
+        parts.append(f"{layouts}: {text}" if layouts else text)
+    return ["", f"KV links between prefill and decode: {'; '.join(parts)}."]
+
+
+def _link_text(rows: pl.DataFrame, aside: bool = False) -> str:
+    """'h100 NVLink, 478.1 GB/s nominal; the KV transfers achieved 1.2% to 2.3% of it' (that
+    share in parentheses as an `aside`, in a list of links)."""
+    link = rows.row(0, named=True)
+    text = f"{link['kv_link']}, {link['kv_link_gbyte_per_s']:.1f} GB/s nominal"
+    achieved = rows["kv_link_fraction"].drop_nulls()
+    if not achieved.len():
+        return text
+    share = f"the KV transfers achieved {achieved.min():.1%} to {achieved.max():.1%} of it"
+    return f"{text} ({share})" if aside else f"{text}; {share}"
 
 
 def _image(path: Path, alt: str) -> str:
@@ -251,7 +260,7 @@ def _load(row: dict) -> str:
 # The comparison table's columns: header (units in it) and the cell of a row. Ratios and
 # per-GPU figures only: totals are per GPU times GPUs, and the summary's markdown has them.
 COMPARISON_COLUMNS = {
-    "Setup": lambda r: arm_label(r["arm"], r["variant"]),
+    "Setup": lambda r: Series.of(r).label,
     "GPUs": lambda r: str(r["gpus"]),
     "Valid runs": lambda r: str(r["valid_repeats"]),
     "Output tok/s per GPU (± sd)": lambda r: _spread(

@@ -10,8 +10,8 @@ import pydantic
 import yaml
 
 from pdpipeline.kvcache import KVLayout, kv_layout, load_config
-from pdpipeline.profile import profile_from_text
-from pdpipeline.report.compare import compare, link_between, with_current_columns
+from pdpipeline.profile import Profile, profile_from_text
+from pdpipeline.report.compare import KvLink, compare, link_between, with_current_columns
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 from pdpipeline.warehouse.store import Warehouse
@@ -20,10 +20,11 @@ from pdpipeline.warehouse.store import Warehouse
 def campaign_comparison(
     warehouse: Warehouse, campaign_id: str, layout: KVLayout | None = None
 ) -> pl.DataFrame:
-    """Compare one campaign's runs, with the KV link its hardware_check found.
+    """Compare one campaign's runs, with the KV link its hardware_check found for each layout
+    of the disaggregated arm.
 
-    `layout` predicts KV bytes per prompt; without it, the model config named by the campaign's
-    profile is read when it is here."""
+    `layout` (of the KV cache) predicts KV bytes per prompt; without it, the model config named
+    by the campaign's profile is read when it is here."""
     runs = with_current_columns(
         warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
     )
@@ -35,17 +36,29 @@ def campaign_comparison(
         profile = profile_from_text(text[0]) if text.len() else None
     except (pydantic.ValidationError, yaml.YAMLError):
         profile = None  # a profile of an older format: no link, no prediction
-    arm = profile.arms.disaggregated if profile else None
-    link = (
-        link_between(hosts, [p.host for p in arm.prefill], [p.host for p in arm.decode])
-        if arm
-        else None
-    )
+    links = _links(profile, hosts) if profile else None
     if layout is None and profile is not None:
         config = Path(profile.model.tokenizer_dir) / "config.json"
         if config.is_file():
             layout = kv_layout(load_config(config.parent), profile.model.kv_cache_dtype)
-    return compare(runs, layout, link)
+    return compare(runs, layout, links)
+
+
+def _links(profile: Profile, hosts: pl.DataFrame) -> dict[str | None, KvLink | None]:
+    """The link between the prefill and decode hosts of each disaggregated layout; under None,
+    the first layout's, which campaigns from before layouts (their runs have none) ran."""
+    if not profile.arms.disaggregated:
+        return {}
+    links: dict[str | None, KvLink | None] = {}
+    for name in profile.layouts("disaggregated"):
+        slots = profile.instances("disaggregated", name)
+        hosts_of = {
+            role: [s.placement.host for s in slots if s.role == role]
+            for role in ("prefill", "decode")
+        }
+        links[name] = link_between(hosts, hosts_of["prefill"], hosts_of["decode"])
+    links[None] = next(iter(links.values()), None)
+    return links
 
 
 def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:

@@ -1,28 +1,35 @@
-"""Comparison of arms per workload point: each against single and against replicated.
+"""Comparison of series per workload point: each against single and against replicated.
 
-Replicated is the fair baseline for disaggregation (the same number of GPUs); single shows what
-one instance does. Each handoff variant of the disaggregated arm is its own row, judged against
-the same baselines. Only valid runs count; repeats of a point are averaged and their spread kept.
+Replicated is the fair baseline for disaggregation: a layout is set against replicas on as many
+devices, with the same engine variant; single shows what one instance with that engine variant
+does. Each series (arm, layout, engine variant, handoff variant) is its own row. Only valid runs
+count; repeats of a point are averaged and their spread kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
 
 from pdpipeline.kvcache import KVLayout
+from pdpipeline.report.series import SERIES_KEYS, Series, in_order, rival_devices
+from pdpipeline.report.series import arm_label as arm_label  # for callers that import it here
 from pdpipeline.warehouse.rows import ComparisonRow, columns
 
-ARM_ORDER = {"single": 0, "replicated": 1, "disaggregated": 2}
 # A workload point: what every arm is measured at.
 POINT_KEYS = ["input_len", "output_len", "concurrency", "request_rate"]
-# One series of a campaign: an arm, and for the disaggregated arm its handoff variant.
-SERIES_KEYS = ["arm", "variant"]
 # Columns the report reads that were added after the first campaigns: older frames (a
 # published CSV export) lack them.
-SERIES_ADDED = {"variant": pl.Utf8}
+SERIES_ADDED = {"variant": pl.Utf8, "layout": pl.Utf8, "engine_variant": pl.Utf8}
 LINK_ADDED = {"kv_link": pl.Utf8, "kv_link_gbyte_per_s": pl.Float64, "kv_link_fraction": pl.Float64}
+# The regime map's series, by role.
+REGIME_ADDED = {
+    f"{role}_{key}": pl.Utf8
+    for role in ("winner", "challenger")
+    for key in ("layout", "engine_variant", "variant")
+}
 
 
 @dataclass(frozen=True)
@@ -33,16 +40,12 @@ class KvLink:
     gbyte_per_s: float  # bytes, not bits
 
 
-def arm_label(arm: str, variant: str | None) -> str:
-    """How a series is named in tables, figures and verdicts: 'disaggregated (push)'."""
-    return f"{arm} ({variant})" if variant else arm
-
-
 def with_current_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """The frame with the columns added since older campaigns: null where it lacks them.
 
-    A frame of series (one with `arm`) gets `variant`: before handoff variants an arm had one. A
-    comparison (one with `kv_gbyte_per_s`) also gets the KV link that figure is set against.
+    A frame of series (one with `arm`) gets `variant`, `layout` and `engine_variant`: before
+    them an arm had one of each. A comparison (one with `kv_gbyte_per_s`) also gets the KV link
+    that figure is set against; a regime map (one with `winner_arm`) its series' new parts.
     Columns it has are cast to their type (a column of nulls may come untyped).
     """
     added = {}
@@ -50,6 +53,8 @@ def with_current_columns(frame: pl.DataFrame) -> pl.DataFrame:
         added |= SERIES_ADDED
     if "kv_gbyte_per_s" in frame.columns:
         added |= LINK_ADDED
+    if "winner_arm" in frame.columns:
+        added |= REGIME_ADDED
     return frame.with_columns(
         pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
         for c, t in added.items()
@@ -64,7 +69,7 @@ def link_between(hosts: pl.DataFrame, prefill: list[str], decode: list[str]) -> 
     """
     names = list(dict.fromkeys([*prefill, *decode]))
     found = {r["host"]: r for r in hosts.iter_rows(named=True)}
-    if any(n not in found for n in names):
+    if not names or any(n not in found for n in names):
         return None
     if len(names) == 1:
         host = found[names[0]]
@@ -84,11 +89,17 @@ def fixed_length(text: str) -> int | None:
 
 
 def compare(
-    runs: pl.DataFrame, layout: KVLayout | None = None, link: KvLink | None = None
+    runs: pl.DataFrame,
+    kv_layout: KVLayout | None = None,
+    link: KvLink | Mapping[str | None, KvLink | None] | None = None,
 ) -> pl.DataFrame:
-    """One row per (point, arm, variant) with averaged figures and ratios to the baselines.
+    """One row per point and series with averaged figures and ratios to the baselines.
 
-    `runs` has the current columns (`with_current_columns`)."""
+    A row is set against single with the same engine variant, and against replicated with the
+    same engine variant on as many devices (null where the campaign has none); single, which has
+    no layout, against the smallest replicated series. `link` is the KV link of every
+    disaggregated row, or one per layout."""
+    runs = with_current_columns(runs)
     keys = [*POINT_KEYS, *SERIES_KEYS]
     valid = runs.filter(pl.col("valid"))
     per_arm = (
@@ -115,15 +126,7 @@ def compare(
             nulls_equal=True,
         )
     )
-    for baseline in ("single", "replicated"):
-        base = per_arm.filter(pl.col("arm") == baseline).select(
-            *POINT_KEYS,
-            pl.col("output_throughput_per_gpu").alias(f"_{baseline}_per_gpu"),
-            pl.col("ttft_p50_ms").alias(f"_{baseline}_ttft"),
-            pl.col("tpot_p50_ms").alias(f"_{baseline}_tpot"),
-        )
-        per_arm = per_arm.join(base, on=POINT_KEYS, how="left", nulls_equal=True)
-    per_arm = per_arm.with_columns(
+    per_arm = _with_baselines(per_arm).with_columns(
         (pl.col("output_throughput_per_gpu") / pl.col("_single_per_gpu")).alias(
             "per_gpu_vs_single"
         ),
@@ -134,24 +137,78 @@ def compare(
         (pl.col("tpot_p50_ms") / pl.col("_replicated_tpot")).alias("tpot_p50_vs_replicated"),
         pl.col("input_len")
         .map_elements(
-            lambda n: _predicted_bytes(layout, n), return_dtype=pl.Float64, skip_nulls=True
+            lambda n: _predicted_bytes(kv_layout, n), return_dtype=pl.Float64, skip_nulls=True
         )
         .alias("kv_predicted_bytes"),
     )
     moved = pl.col("arm") == "disaggregated"
-    per_arm = per_arm.with_columns(
-        pl.when(moved).then(pl.col("kv_predicted_bytes")).alias("kv_predicted_bytes"),
-        pl.when(moved).then(pl.lit(link and link.name, dtype=pl.Utf8)).alias("kv_link"),
-        pl.when(moved)
-        .then(pl.lit(link and link.gbyte_per_s, dtype=pl.Float64))
-        .alias("kv_link_gbyte_per_s"),
-    ).with_columns(
-        (pl.col("kv_gbyte_per_s") / pl.col("kv_link_gbyte_per_s")).alias("kv_link_fraction")
+    per_arm = (
+        _with_links(per_arm, link)
+        .with_columns(
+            pl.when(moved).then(pl.col("kv_predicted_bytes")).alias("kv_predicted_bytes"),
+            pl.when(moved).then(pl.col("kv_link")).alias("kv_link"),
+            pl.when(moved).then(pl.col("kv_link_gbyte_per_s")).alias("kv_link_gbyte_per_s"),
+        )
+        .with_columns(
+            (pl.col("kv_gbyte_per_s") / pl.col("kv_link_gbyte_per_s")).alias("kv_link_fraction")
+        )
     )
-    # Exactly the comparison table's columns, in its order.
-    return per_arm.select(columns(ComparisonRow)).sort(
-        [*POINT_KEYS, pl.col("arm").replace_strict(ARM_ORDER), "variant"], nulls_last=True
+    # Exactly the comparison table's columns, in its order; rows by point, then series.
+    return in_order(per_arm.select(columns(ComparisonRow)), *POINT_KEYS)
+
+
+def _with_baselines(per_arm: pl.DataFrame) -> pl.DataFrame:
+    """Each row with its single and replicated baselines' per-GPU throughput, TTFT and TPOT p50
+    (`_single_per_gpu`, `_replicated_ttft`, ...)."""
+    same = [*POINT_KEYS, "engine_variant"]
+
+    def figures(arm: str) -> pl.DataFrame:
+        return per_arm.filter(pl.col("arm") == arm).select(
+            *same,
+            pl.col("gpus").alias("_rival_gpus"),
+            pl.col("output_throughput_per_gpu").alias(f"_{arm}_per_gpu"),
+            pl.col("ttft_p50_ms").alias(f"_{arm}_ttft"),
+            pl.col("tpot_p50_ms").alias(f"_{arm}_tpot"),
+        )
+
+    sizes = (
+        per_arm.filter(pl.col("arm") == "replicated")
+        .group_by(same)
+        .agg(pl.col("gpus").alias("_sizes"))
     )
+    rival = pl.struct("arm", "gpus", "_sizes").map_elements(
+        lambda r: rival_devices(r["arm"], r["gpus"], r["_sizes"] or []),
+        return_dtype=pl.Int64,
+    )
+    return (
+        per_arm.join(figures("single").drop("_rival_gpus"), on=same, how="left", nulls_equal=True)
+        .join(sizes, on=same, how="left", nulls_equal=True)
+        .with_columns(_rival_gpus=rival)
+        .join(
+            figures("replicated").with_columns(pl.col("_rival_gpus").cast(pl.Int64)),
+            on=[*same, "_rival_gpus"],
+            how="left",
+            nulls_equal=True,
+        )
+    )
+
+
+def _with_links(per_arm: pl.DataFrame, link: KvLink | Mapping | None) -> pl.DataFrame:
+    """`kv_link` and `kv_link_gbyte_per_s`: `link`, or the link of each row's layout."""
+    if not isinstance(link, Mapping):
+        return per_arm.with_columns(
+            kv_link=pl.lit(link and link.name, dtype=pl.Utf8),
+            kv_link_gbyte_per_s=pl.lit(link and link.gbyte_per_s, dtype=pl.Float64),
+        )
+    links = pl.DataFrame(
+        [
+            {"layout": layout, "kv_link": k.name, "kv_link_gbyte_per_s": k.gbyte_per_s}
+            for layout, k in link.items()
+            if k is not None
+        ],
+        schema={"layout": pl.Utf8, "kv_link": pl.Utf8, "kv_link_gbyte_per_s": pl.Float64},
+    )
+    return per_arm.join(links, on="layout", how="left", nulls_equal=True)
 
 
 def _kv_figures() -> list[pl.Expr]:
@@ -186,7 +243,7 @@ def _load(row: dict) -> str:
 
 
 def _label(row: dict) -> str:
-    return arm_label(row["arm"], row["variant"])
+    return Series.of(row).label
 
 
 def markdown(comparison: pl.DataFrame) -> str:

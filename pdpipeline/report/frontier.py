@@ -1,5 +1,7 @@
-"""The throughput-interactivity frontier: per series, output tokens/s per GPU against tokens/s
-per user (1000 / TPOT p50 ms) over the load sweep, and which series leads at each level.
+"""The throughput-interactivity frontier: per series (arm, layout, engine variant, handoff
+variant), output tokens/s per GPU against tokens/s per user (1000 / TPOT p50 ms) over the load
+sweep, and which series leads at each level. Both axes are per device or per user, so series on
+different numbers of devices share one figure.
 
 A point is on its series' front when no other point of the same series and workload shape is at
 least as good on both axes and better on one: the operating points worth choosing. Across
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, arm_label, with_current_columns
+from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
+from pdpipeline.report.series import Series, contenders
 
 SHAPE_KEYS = ["input_len", "output_len"]
 X = "tok_s_per_user"
@@ -62,25 +65,25 @@ def leaders(points: pl.DataFrame) -> pl.DataFrame:
     """Per workload shape, the spans of tokens/s per user and the series that reaches the most
     output tokens/s per GPU at each (the upper envelope of the fronts, over measured points).
 
-    A span runs from `above` (exclusive; null: no lower bound) to `up_to` (inclusive). Only
-    series on the most GPUs of the shape compete when there are two: per GPU, a single instance
+    A span runs from `above` (exclusive; null: no lower bound) to `up_to` (inclusive). Single
+    does not compete with setups on several GPUs (`series.contenders`): per GPU, one instance
     traces the same curve as replicated ones (replicated at load 2c is each instance at c), so
     between them the lead is where each sweep happened to sample, not an architecture's.
+    `gpus` is the GPUs every competing setup has, where they have the same.
     """
     front = frontier(points) if X not in points.columns else points
     rows = []
     shapes = sorted(front.select(SHAPE_KEYS).unique().rows(), key=_shape_order)
     for n_in, n_out in shapes:
-        shape = front.filter((pl.col("input_len") == n_in) & (pl.col("output_len") == n_out))
-        fair = shape.filter(pl.col("gpus") == shape["gpus"].max())
-        gpus = None  # the GPUs every competing setup has, when they have the same
-        if fair.select(SERIES_KEYS).n_unique() >= 2 or shape["gpus"].n_unique() == 1:
-            shape, gpus = fair, fair["gpus"][0]
+        shape = contenders(
+            front.filter((pl.col("input_len") == n_in) & (pl.col("output_len") == n_out))
+        )
+        gpus = shape["gpus"][0] if shape["gpus"].n_unique() == 1 else None
         levels = sorted(set(shape[X].to_list()))
         spans: list[dict] = []
         for below, level in zip([None, *levels], levels, strict=False):
             best = shape.filter(pl.col(X) >= level).sort(Y, X, descending=True).row(0, named=True)
-            if spans and (spans[-1]["arm"], spans[-1]["variant"]) == (best["arm"], best["variant"]):
+            if spans and _leader(spans[-1]) == Series.of(best):
                 spans[-1]["up_to"] = level
                 continue
             spans.append(
@@ -89,8 +92,7 @@ def leaders(points: pl.DataFrame) -> pl.DataFrame:
                     "output_len": n_out,
                     "above": below,
                     "up_to": level,
-                    "arm": best["arm"],
-                    "variant": best["variant"],
+                    **{k: best[k] for k in SERIES_KEYS},
                     "gpus": gpus,
                 }
             )
@@ -100,8 +102,7 @@ def leaders(points: pl.DataFrame) -> pl.DataFrame:
         "output_len": pl.Utf8,
         "above": pl.Float64,
         "up_to": pl.Float64,
-        "arm": pl.Utf8,
-        "variant": pl.Utf8,
+        **dict.fromkeys(SERIES_KEYS, pl.Utf8),
         "gpus": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema)
@@ -130,8 +131,8 @@ def _fold_noise(spans: list[dict]) -> list[dict]:
         del spans[i : i + 2]
 
 
-def _leader(span: dict) -> tuple[str, str | None]:
-    return span["arm"], span["variant"]
+def _leader(span: dict) -> Series:
+    return Series.of(span)
 
 
 def frontier_sentence(points: pl.DataFrame) -> str:
@@ -171,7 +172,7 @@ def _shape_sentence(spans: list[dict]) -> str:
 
 
 def _name(span: dict) -> str:
-    return arm_label(span["arm"], span["variant"])
+    return Series.of(span).label
 
 
 def _num(value: float) -> str:

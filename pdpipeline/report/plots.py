@@ -18,47 +18,55 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from pdpipeline.report.compare import ARM_ORDER, SERIES_KEYS, arm_label
+from pdpipeline.report.compare import SERIES_KEYS, with_current_columns
+from pdpipeline.report.series import Series, contenders, series_of
 
 COLORS = {"single": "#4C72B0", "replicated": "#55A868", "disaggregated": "#C44E52"}
-# The variants of one arm: shades of its colour, each with its own marker and line style.
-MARKERS = ("o", "s", "^", "D", "v", "P")
+# The series of one arm (layouts, engine variants, handoff variants): shades of its colour, each
+# with its own marker and line style.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))
+# The regime map's series: the winner of a cell and the challenger of the baseline.
+ROLES = ("winner", "challenger")
+# More series than this: one legend for the figure, below its panels, instead of one in each.
+PANEL_LEGEND = 6
 
-Series = tuple[str, str | None]  # (arm, variant)
 
-
-def _shade(color: str, index: int) -> tuple[float, float, float]:
-    """The arm's colour for its first variant; alternately darker and lighter for the next."""
+def _shade(color: str, index: int, count: int) -> tuple[float, float, float]:
+    """The arm's colour for its first of `count` series; alternately darker and lighter for the
+    next, in steps that reach at most half way to black and three quarters to white."""
     rgb = np.array(mcolors.to_rgb(color))
     if index == 0:
         return tuple(rgb)
-    toward = np.zeros(3) if index % 2 else np.ones(3)
-    return tuple(rgb + (toward - rgb) * min(0.3 * ((index + 1) // 2), 0.8))
+    darker = index % 2
+    steps = (count // 2) if darker else ((count - 1) // 2)  # the darker (lighter) shades
+    step = min(0.3, (0.5 if darker else 0.75) / max(steps, 1))
+    toward = np.zeros(3) if darker else np.ones(3)
+    return tuple(rgb + (toward - rgb) * step * ((index + 1) // 2))
+
+
+def _legend_columns(names: list[str], width: float, fontsize: float) -> int:
+    """As many columns as fit across `width` inches (three at most): a column is as wide as
+    the longest name and its line."""
+    column = max(len(n) for n in names) * 0.55 * fontsize / 72 + 0.7
+    return max(1, min(3, len(names), int((width - 0.2) // column)))
 
 
 def _looks(frame: pl.DataFrame) -> dict[Series, dict]:
-    """Colour, marker and label of each (arm, variant) in the frame, in arm then variant order."""
-    pairs = sorted(
-        frame.select(SERIES_KEYS).unique().rows(),
-        key=lambda s: (ARM_ORDER[s[0]], s[1] or ""),
-    )
+    """Colour, marker and label of each series in the frame, in series order: one colour family
+    per arm, a shade, marker and line style per series within it."""
     looks = {}
-    for arm, variant in pairs:
-        index = sum(a == arm for a, _ in looks)
-        looks[(arm, variant)] = {
-            "color": _shade(COLORS[arm], index),
+    every = series_of(with_current_columns(frame))
+    for series in every:
+        index = sum(s.arm == series.arm for s in looks)
+        count = sum(s.arm == series.arm for s in every)
+        looks[series] = {
+            "color": _shade(COLORS[series.arm], index, count),
             "marker": MARKERS[index % len(MARKERS)],
             "linestyle": LINES[index % len(LINES)],
-            "label": arm_label(arm, variant),
+            "label": series.label,
         }
     return looks
-
-
-def _of(series: Series) -> pl.Expr:
-    """Rows of one series; a null variant matches null (a campaign without variants)."""
-    arm, variant = series
-    return (pl.col("arm") == arm) & pl.col("variant").eq_missing(pl.lit(variant, dtype=pl.Utf8))
 
 
 def _shapes(frame: pl.DataFrame) -> list[tuple[str, str]]:
@@ -88,12 +96,15 @@ def _per_shape(frame: pl.DataFrame, key: str) -> list[tuple[str, str, pl.DataFra
     ]
 
 
-def _style(ax, title: str, xlabel: str, ylabel: str, log_x: bool = True) -> None:
+def _style(
+    ax, title: str, xlabel: str, ylabel: str, log_x: bool = True, legend: bool = True
+) -> None:
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     if log_x:
         ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if legend:
+        ax.legend()
 
 
 @dataclass
@@ -107,16 +118,29 @@ class _Panels:
     fig: Figure
     axes: np.ndarray  # of Axes: [row][shape]
 
+    @property
+    def legend(self) -> bool:
+        """Whether each panel has a legend of its own (else `_save_panels` draws one below)."""
+        return len(self.looks) <= PANEL_LEGEND
+
+    def style(self, ax, title: str, xlabel: str, ylabel: str, log_x: bool = True) -> None:
+        _style(ax, title, xlabel, ylabel, log_x, legend=self.legend)
+
 
 def _panels(frame: pl.DataFrame, title: str, rows: int = 1) -> _Panels:
     """The load axis, each series' look and each shape's rows of `frame`, and a figure with a
     column of `rows` panels for each shape."""
+    frame = with_current_columns(frame)
     key, label = _load_axis(frame)
     shapes = _per_shape(frame, key)
+    looks = _looks(frame)
     height = 4.0 if rows == 1 else 7.5
-    fig, axes = plt.subplots(rows, len(shapes), figsize=(5.2 * len(shapes), height), squeeze=False)
+    width = 5.2 * len(shapes)
+    if len(looks) > PANEL_LEGEND:
+        width = max(width, 9.0)  # the legend below, three series a row, must fit across
+    fig, axes = plt.subplots(rows, len(shapes), figsize=(width, height), squeeze=False)
     fig.suptitle(title)
-    return _Panels(key, label, _looks(frame), shapes, fig, axes)
+    return _Panels(key, label, looks, shapes, fig, axes)
 
 
 def _save(fig, path: Path) -> Path:
@@ -126,38 +150,66 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _save_panels(p: _Panels, path: Path) -> Path:
+    """`_save`, with one legend below the panels where they have none of their own."""
+    if p.legend:
+        return _save(p.fig, path)
+    labels = [look["label"] for look in p.looks.values()]
+    return _save_with_legend_below(p.fig, _handles(p.looks), labels, path)
+
+
+def _save_with_legend_below(fig, handles: list, labels: list[str], path: Path) -> Path:
+    """`_save`, the figure taller by a legend below its panels."""
+    columns = _legend_columns(labels, fig.get_figwidth(), 8)
+    height = fig.get_figheight()
+    below = 0.22 * -(-len(labels) // columns) + 0.2  # inches: a line per row of the legend
+    fig.set_figheight(height + below)
+    fig.legend(handles, labels, loc="lower center", ncols=columns, fontsize=8)
+    fig.tight_layout(rect=(0, below / (height + below), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _handles(looks: dict[Series, dict]) -> list:
+    return [
+        plt.Line2D([], [], color=look["color"], marker=look["marker"], linestyle=look["linestyle"])
+        for look in looks.values()
+    ]
+
+
 def throughput(comparison: pl.DataFrame, path: Path, per_gpu: bool) -> Path:
-    """Output tokens/s against load, one line per arm and variant, error bars = spread."""
+    """Output tokens/s against load, one line per series, error bars = spread."""
     column = "output_throughput_per_gpu" if per_gpu else "output_throughput"
     p = _panels(comparison, "Output tokens/s per GPU" if per_gpu else "Output tokens/s")
     for ax, (n_in, n_out, shape) in zip(p.axes[0], p.shapes, strict=True):
         for series, look in p.looks.items():
-            rows = shape.filter(_of(series)).sort(p.key)
+            rows = shape.filter(series.rows()).sort(p.key)
             if rows.height:
                 errors = rows["output_throughput_per_gpu_std"].fill_null(0) if per_gpu else None
                 ax.errorbar(rows[p.key], rows[column], yerr=errors, capsize=3, **look)
-        _style(ax, f"prompt {n_in} / output {n_out}", p.label, "tokens/s")
-    return _save(p.fig, path)
+        p.style(ax, f"prompt {n_in} / output {n_out}", p.label, "tokens/s")
+    return _save_panels(p, path)
 
 
 def latency(comparison: pl.DataFrame, path: Path) -> Path:
-    """TTFT and TPOT p50 (solid) and p99 (dashed) against load, per arm and variant."""
+    """TTFT and TPOT p50 (solid) and p99 (dashed) against load, per series."""
     p = _panels(comparison, "Latency: p50 solid, p99 dashed", rows=2)
     for col, (n_in, n_out, shape) in enumerate(p.shapes):
         for row, metric in enumerate(("ttft", "tpot")):
             ax = p.axes[row][col]
             for series, look in p.looks.items():
-                rows = shape.filter(_of(series)).sort(p.key)
+                rows = shape.filter(series.rows()).sort(p.key)
                 if rows.height:
-                    # Here line style tells p50 from p99; shade and marker tell the variant.
+                    # Here line style tells p50 from p99; shade and marker tell the series.
                     ax.plot(rows[p.key], rows[f"{metric}_p50_ms"], **{**look, "linestyle": "-"})
                     ax.plot(rows[p.key], rows[f"{metric}_p99_ms"], "--", color=look["color"])
-            _style(ax, f"{metric.upper()}, prompt {n_in} / output {n_out}", p.label, "ms")
-    return _save(p.fig, path)
+            p.style(ax, f"{metric.upper()}, prompt {n_in} / output {n_out}", p.label, "ms")
+    return _save_panels(p, path)
 
 
 def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
-    """CDFs of TTFT and TPOT per arm and variant at each shape's highest load."""
+    """CDFs of TTFT and TPOT per series at each shape's highest load."""
     p = _panels(requests.filter(pl.col("ok")), "Latency distributions at the highest load", 2)
     for col, (n_in, n_out, shape) in enumerate(p.shapes):
         top = shape[p.key].max()
@@ -165,7 +217,7 @@ def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
         for row, metric in enumerate(("ttft_s", "tpot_s")):
             ax = p.axes[row][col]
             for series, look in p.looks.items():
-                values = np.sort(shape.filter(_of(series))[metric].drop_nulls()) * 1000
+                values = np.sort(shape.filter(series.rows())[metric].drop_nulls()) * 1000
                 if len(values):
                     ax.plot(
                         values,
@@ -175,8 +227,8 @@ def latency_cdfs(requests: pl.DataFrame, path: Path) -> Path:
                         label=look["label"],
                     )
             title = f"{metric[:4].upper()} CDF, {n_in}/{n_out} at {p.key} {top}"
-            _style(ax, title, "ms", "fraction of requests", log_x=False)
-    return _save(p.fig, path)
+            p.style(ax, title, "ms", "fraction of requests", log_x=False)
+    return _save_panels(p, path)
 
 
 def goodput(comparison: pl.DataFrame, path: Path, slo: str) -> Path:
@@ -184,34 +236,35 @@ def goodput(comparison: pl.DataFrame, path: Path, slo: str) -> Path:
     p = _panels(comparison, f"Goodput ({slo})")
     for ax, (n_in, n_out, shape) in zip(p.axes[0], p.shapes, strict=True):
         for series, look in p.looks.items():
-            rows = shape.filter(_of(series)).sort(p.key)
+            rows = shape.filter(series.rows()).sort(p.key)
             if rows.height:
                 ax.plot(rows[p.key], rows["goodput"], **look)
-        _style(ax, f"prompt {n_in} / output {n_out}", p.label, "requests/s in SLO")
-    return _save(p.fig, path)
+        p.style(ax, f"prompt {n_in} / output {n_out}", p.label, "requests/s in SLO")
+    return _save_panels(p, path)
 
 
 def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) -> Path:
-    """Per KV transfer, by prompt length and variant: time against predictions over links, and
-    achieved GB/s against the nominal rate of the link between prefill and decode."""
+    """Per KV transfer, by prompt length and disaggregated series: time against predictions
+    over links, and achieved GB/s against the nominal rate of the link between prefill and
+    decode."""
     fig, (time_ax, rate_ax) = plt.subplots(1, 2, figsize=(13.0, 4.8))
-    measured = comparison.filter(
+    measured = with_current_columns(comparison).filter(
         pl.col("kv_seconds_per_transfer").is_not_null()
         & pl.col("input_len").str.contains(r"^\d+$")  # a range has no one x position
     )
     key, _ = _load_axis(measured) if measured.height else ("concurrency", "")
     measured = measured.drop_nulls(key)
-    variants = sorted(measured["variant"].unique().to_list(), key=lambda v: v or "")
+    series = series_of(measured)
     loads = sorted(measured[key].unique().to_list())
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (variant, load), rows in measured.group_by("variant", key, maintain_order=True):
+    for (*named, load), rows in measured.group_by(*SERIES_KEYS, key, maintain_order=True):
         rows = rows.with_columns(pl.col("input_len").cast(pl.Int64)).sort("input_len")
-        index = variants.index(variant)
+        index = series.index(Series(*named))
         look = {
             "color": colors[loads.index(load) % len(colors)],
             "marker": MARKERS[index % len(MARKERS)],
             "linestyle": LINES[index % len(LINES)],
-            "label": f"{variant or 'measured'}, {key} {load}",
+            "label": f"{_kv_name(Series(*named))}, {key} {load}",
         }
         time_ax.plot(rows["input_len"], rows["kv_seconds_per_transfer"] * 1000, **look)
         rate_ax.plot(rows["input_len"], rows["kv_gbyte_per_s"], **look)
@@ -224,13 +277,15 @@ def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) ->
             alpha=0.7,
             label=f"predicted, {link[0]}",
         )
-    links = measured.drop_nulls("kv_link_gbyte_per_s")
-    if links.height:
+    links = measured.drop_nulls("kv_link_gbyte_per_s").unique(
+        ["kv_link", "kv_link_gbyte_per_s"], maintain_order=True
+    )
+    for link in links.iter_rows(named=True):
         rate_ax.axhline(
-            links["kv_link_gbyte_per_s"][0],
+            link["kv_link_gbyte_per_s"],
             color="black",
             linestyle=":",
-            label=f"{links['kv_link'][0]} nominal",
+            label=f"{link['kv_link']} nominal",
         )
     time_ax.set(title="Time per KV transfer: measured vs predicted", ylabel="ms per transfer")
     rate_ax.set(title="Achieved KV bandwidth against the link", ylabel="GB/s")
@@ -239,15 +294,31 @@ def kv_transfer(comparison: pl.DataFrame, kv_cache: pl.DataFrame, path: Path) ->
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return _save(fig, path)
+    if len(series) <= 2:
+        for ax in (time_ax, rate_ax):
+            ax.legend(fontsize=7)
+        return _save(fig, path)
+    # Many series at many loads: one legend of both panels' lines, below them.
+    found: dict[str, object] = {}
+    for ax in (time_ax, rate_ax):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            found.setdefault(label, handle)
+    return _save_with_legend_below(fig, list(found.values()), list(found), path)
+
+
+def _kv_name(series: Series) -> str:
+    """A disaggregated series as the KV figure names it: its handoff variant ('push'), or
+    without its arm where it has a layout or an engine variant ('3P1D (push) [block128]')."""
+    if series.layout or series.engine_variant:
+        return series.label.removeprefix(f"{series.arm} ")
+    return series.variant or "measured"
 
 
 def history(trend: pl.DataFrame, path: Path, regressions: pl.DataFrame | None = None) -> Path:
     """Each series' best per-GPU throughput per campaign over time; regressions marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
     for series, look in _looks(trend).items():
-        rows = trend.filter(_of(series)).sort("started_at")
+        rows = trend.filter(series.rows()).sort("started_at")
         if rows.height:
             ax.plot(rows["started_at"], rows["output_throughput_per_gpu"], **look)
     if regressions is not None and regressions.height:
@@ -278,20 +349,25 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
         ax.text(0.5, 0.5, "no valid run to place on the frontier", ha="center", va="center")
         ax.set_axis_off()
         return _save(fig, path)
+    front = with_current_columns(front)
     key, _ = _load_axis(front)
     shapes = _per_shape(front, key)
     looks = _looks(front)
     gpus = {
-        (arm, variant): n
-        for arm, variant, n in front.group_by(SERIES_KEYS).agg(pl.col("gpus").max()).rows()
+        Series(*named): n
+        for *named, n in front.group_by(SERIES_KEYS).agg(pl.col("gpus").max()).rows()
     }
-    most = max(gpus.values())
+    competing = set(series_of(contenders(front)))
+    handles, names = _frontier_legend(looks, gpus, leaders)
     # Never narrower than the title and the legend below: constrained layout does not widen
-    # the figure for them, and one shape's panel alone would clip both.
+    # the figure for them, and one shape's panel alone would clip both. Taller by the legend's
+    # rows beyond two, so the panels keep their height.
+    width = max(5.6 * len(shapes), 9.0)
+    columns = _legend_columns(names, width, 9)
     fig, axes = plt.subplots(
         1,
         len(shapes),
-        figsize=(max(5.6 * len(shapes), 9.0), 5.0),
+        figsize=(width, 5.0 + 0.22 * max(-(-len(names) // columns) - 2, 0)),
         squeeze=False,
         layout="constrained",
     )
@@ -299,12 +375,13 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
     for ax, (n_in, n_out, shape) in zip(axes[0], shapes, strict=True):
         labels = []
         for series, look in looks.items():
-            rows = shape.filter(_of(series)).sort("tok_s_per_user")
+            rows = shape.filter(series.rows()).sort("tok_s_per_user")
             if not rows.height:
                 continue
             on = rows.filter(pl.col("on_front"))
-            # Fewer GPUs than the rest: drawn lighter, as it does not compete for the lead.
-            weight = {} if gpus[series] == most else {"alpha": 0.55, "linewidth": 1.0}
+            # Single among setups on several GPUs: drawn lighter, as it does not compete for
+            # the lead.
+            weight = {} if series in competing else {"alpha": 0.55, "linewidth": 1.0}
             # steps-pre holds the span up to each front point at that point's y: the line
             # reads as the most this series reaches at that interactivity or more.
             ax.plot(
@@ -340,10 +417,17 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
             ylabel="output tokens/s per GPU (log)",
         )
         ax.grid(alpha=0.3, which="both")
-    handles = [
-        plt.Line2D([], [], color=look["color"], marker=look["marker"], linestyle=look["linestyle"])
-        for look in looks.values()
-    ]
+    fig.legend(handles, names, loc="outside lower center", ncols=columns, fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _frontier_legend(
+    looks: dict[Series, dict], gpus: dict[Series, int], leaders: pl.DataFrame | None
+) -> tuple[list, list[str]]:
+    """The frontier's legend: each series with its GPUs, dominated points, the leader strip."""
+    handles = _handles(looks)
     names = [
         f"{look['label']}, {gpus[series]} GPU{'s' if gpus[series] > 1 else ''}"
         for series, look in looks.items()
@@ -352,11 +436,13 @@ def frontier(front: pl.DataFrame, path: Path, leaders: pl.DataFrame | None = Non
     names.append("dominated (off its series' front)")
     if leaders is not None:
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.8))
-        names.append(f"top strip: leader among setups on {most} GPUs")
-    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3), fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        sizes = leaders["gpus"].drop_nulls().unique()
+        names.append(
+            f"top strip: leader among setups on {sizes[0]} GPUs"
+            if sizes.len() == 1 and leaders["gpus"].null_count() == 0
+            else "top strip: the leading setup"
+        )
+    return handles, names
 
 
 def _padded(values: pl.Series, share: float = 0.06) -> tuple[float, float]:
@@ -396,7 +482,7 @@ def _leader_strip(ax, leaders: pl.DataFrame, n_in: str, n_out: str, looks) -> No
     spans = leaders.filter((pl.col("input_len") == n_in) & (pl.col("output_len") == n_out))
     strip = ax.get_xaxis_transform()  # x in data, y in axes fraction
     for span in spans.iter_rows(named=True):
-        look = looks.get((span["arm"], span["variant"]))
+        look = looks.get(Series.of(span))
         if look is None:
             continue
         start = span["above"] if span["above"] is not None else ax.get_xlim()[0]
@@ -412,16 +498,24 @@ def regime_heatmap(regime: pl.DataFrame, path: Path) -> Path:
     grey where no setup meets the cell at any load.
 
     `regime` is `report.regime.regime_map`'s frame (or the `regime_map` table's rows)."""
+    regime = with_current_columns(regime)
     series = pl.concat(
-        [
-            regime.select(arm=f"{role}_arm", variant=f"{role}_variant")
-            for role in ("winner", "challenger")
-        ]
+        [regime.select(**{k: f"{role}_{k}" for k in SERIES_KEYS}) for role in ROLES]
     ).drop_nulls("arm")
     looks = _looks(series) if series.height else {}
     shapes = _shapes(regime)
+    names = [look["label"] for look in looks.values()]
+    names += ["tie: the interval on the difference includes 0", "no setup meets it"]
+    # Never narrower than the legend below (constrained layout does not widen for it), and
+    # taller by its rows beyond two.
+    width = max(5.4 * len(shapes), 9.0)
+    columns = _legend_columns(names, width, 9)
     fig, axes = plt.subplots(
-        1, len(shapes), figsize=(5.4 * len(shapes), 5.2), squeeze=False, layout="constrained"
+        1,
+        len(shapes),
+        figsize=(width, 5.2 + 0.22 * max(-(-len(names) // columns) - 2, 0)),
+        squeeze=False,
+        layout="constrained",
     )
     attainment = regime["attainment"][0] if regime.height else 0.9
     fig.suptitle(
@@ -435,7 +529,7 @@ def regime_heatmap(regime: pl.DataFrame, path: Path) -> Path:
         image = np.ones((len(ttfts), len(tpots), 3))
         for cell in cells.iter_rows(named=True):
             y, x = ttfts.index(cell["ttft_ms"]), tpots.index(cell["tpot_ms"])
-            look = looks.get((cell["winner_arm"], cell["winner_variant"]))
+            look = looks.get(Series.of(cell, "winner_")) if cell["winner_arm"] else None
             image[y, x] = look["color"] if look else none_met
             if look is None:
                 continue
@@ -457,13 +551,11 @@ def regime_heatmap(regime: pl.DataFrame, path: Path) -> Path:
             ylabel="TTFT limit (ms)",
         )
     handles = [plt.Rectangle((0, 0), 1, 1, color=look["color"]) for look in looks.values()]
-    names = [look["label"] for look in looks.values()]
     handles += [
         plt.Rectangle((0, 0), 1, 1, facecolor="grey", hatch="///", edgecolor="white"),
         plt.Rectangle((0, 0), 1, 1, color=none_met),
     ]
-    names += ["tie: the interval on the difference includes 0", "no setup meets it"]
-    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3), fontsize=9)
+    fig.legend(handles, names, loc="outside lower center", ncols=columns, fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

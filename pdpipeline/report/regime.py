@@ -1,9 +1,10 @@
 """The regime map: which setup serves most per GPU at any SLO, recomputed from stored requests.
 
 For each workload shape, a grid of TTFT and TPOT limits at one attainment: in each cell every
-setup's goodput per GPU (its best load that meets the cell), the winner, and the challenger (the
-best setup other than the baseline) against the baseline on the same devices, with a paired
-bootstrap interval on the difference. Requests are resampled within runs; every setup's run at
+setup's goodput per GPU (its best load that meets the cell), the winner over every layout and
+engine variant, and the challenger (the best setup that is not replicated) against the baseline
+(the best replicated setup on as many devices as the challenger), with a paired bootstrap
+interval on the difference. Requests are resampled within runs; every setup's run at
 the same point and repeat gets the same draw of request indices, since the campaign sends each
 of them the same seeded requests. That pairing takes the requests' own variation out of the
 difference. The repeats of a point are resampled first, with one draw for every setup, so the
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, arm_label
-from pdpipeline.report.slo import BASELINE, SHAPE_KEYS, counted, valid_runs
+from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
+from pdpipeline.report.series import Series, contenders, rival_devices
+from pdpipeline.report.slo import SHAPE_KEYS, counted, valid_runs
 from pdpipeline.warehouse.rows import RegimeMapRow, columns, polars_schema
 
 # Grid limits are powers of 2 ** (1 / LATTICE) ms.
@@ -28,7 +30,6 @@ LATTICE = 4
 # Requests of a run: its index (shared by every setup at a point) and what the cells need.
 REQUEST_COLUMNS = ["run_id", "request_index", "ok", "ttft_s", "tpot_s"]
 
-Series = tuple[str, str | None]
 # A cell's own columns: the table's, less the campaign and shape set around them.
 _CELL_COLUMNS = [c for c in columns(RegimeMapRow) if c not in ("campaign_id", *SHAPE_KEYS)]
 
@@ -75,12 +76,15 @@ def regime_map(
     """The `regime_map` table's rows: one per shape and cell of the TTFT x TPOT grid.
 
     Without `ttft_ms` / `tpot_ms`, each shape's grid is `limit_grid` of its requests' values.
-    `runs` has the current columns; `requests` has `REQUEST_COLUMNS` (and `in_window` where
-    the campaign has a steady window)."""
-    runs = valid_runs(runs)
-    requests = counted(requests).join(
-        runs.select("run_id", *SERIES_KEYS, *POINT_KEYS, "repeat", "gpus", "window_s"),
-        on="run_id",
+    `requests` has `REQUEST_COLUMNS` (and `in_window` where the campaign has a steady
+    window)."""
+    runs = valid_runs(with_current_columns(runs))
+    of_run = runs.select("run_id", *SERIES_KEYS, *POINT_KEYS, "repeat", "gpus", "window_s")
+    # The run says which series and point a request is of (older requests lack some parts).
+    requests = (
+        counted(requests)
+        .drop([c for c in of_run.columns if c != "run_id"], strict=False)
+        .join(of_run, on="run_id")
     )
     rng = np.random.default_rng(seed)
     frames = []
@@ -112,11 +116,8 @@ def _shape_map(
     rng: np.random.Generator,
 ) -> pl.DataFrame:
     """One shape's cells, from its requests joined to their runs."""
-    # Setups on the most devices are the candidates: fewer devices at the same offered load
-    # batch more per device, which says nothing of the architecture.
-    on_most = shape.filter(pl.col("gpus") == shape["gpus"].max())
-    if on_most.select(SERIES_KEYS).unique().height >= 2:
-        shape = on_most
+    shape = contenders(shape)
+    devices = {Series(*r[:-1]): r[-1] for r in shape.select(*SERIES_KEYS, "gpus").unique().rows()}
     ttft_cell, tpot_cell = (a.ravel() for a in np.meshgrid(ttft_grid, tpot_grid, indexing="ij"))
     # Per setup, (1 + resamples, cells): goodput per GPU at its best load meeting the cell;
     # row 0 is the campaign as measured.
@@ -126,7 +127,7 @@ def _shape_map(
             point, ttft_cell, tpot_cell, attainment, resamples, rng
         ).items():
             best[series] = np.maximum(best[series], goodput) if series in best else goodput
-    return _cells(best, ttft_cell, tpot_cell, attainment, confidence)
+    return _cells(best, devices, ttft_cell, tpot_cell, attainment, confidence)
 
 
 def _point_goodput(
@@ -175,7 +176,7 @@ def _runs(point: pl.DataFrame) -> list[_Run]:
         tpot = rows["tpot_s"].fill_null(float("nan")).to_numpy() * 1000
         out.append(
             _Run(
-                series=(first["arm"], first["variant"]),
+                series=Series.of(first),
                 repeat=first["repeat"],
                 index=rows["request_index"].to_numpy(),
                 ttft_ms=ttft,
@@ -197,38 +198,38 @@ def _meets(run: _Run, ttft_cell: np.ndarray, tpot_cell: np.ndarray) -> np.ndarra
 
 def _cells(
     best: dict[Series, np.ndarray],
+    devices: dict[Series, int],
     ttft_cell: np.ndarray,
     tpot_cell: np.ndarray,
     attainment: float,
     confidence: float,
 ) -> pl.DataFrame:
-    """Winner, challenger and the interval on the difference, per cell."""
-    # The baseline first, so it keeps a cell it shares at equal goodput.
-    order = sorted(best, key=lambda s: (s != BASELINE, s[0], s[1] or ""))
+    """Winner, challenger and the interval on its difference from the baseline, per cell."""
+    # Replicated first, so it keeps a cell it shares at equal goodput.
+    order = sorted(best, key=lambda s: (s.arm != "replicated", s.order))
     measured = np.vstack([best[s][0] for s in order])  # (series, cells)
     top = measured.argmax(axis=0)
-    baseline = best.get(BASELINE)
-    others = [s for s in order if s != BASELINE]
+    replicated = [s for s in order if s.arm == "replicated"]
+    others = [s for s in order if s.arm != "replicated"]
     tail = (1 - confidence) / 2 * 100
     rows = []
     for cell in range(len(ttft_cell)):
         winner = order[top[cell]] if measured[top[cell], cell] > 0 else None
+        challenger = max(others, key=lambda s: best[s][0, cell]) if others else None
+        baseline = _baseline(best, devices, replicated, challenger, cell)
         row = dict.fromkeys(_CELL_COLUMNS) | {
             "ttft_ms": float(ttft_cell[cell]),
             "tpot_ms": float(tpot_cell[cell]),
             "attainment": attainment,
-            "winner_arm": winner and winner[0],
-            "winner_variant": winner and winner[1],
+            **_named("winner", winner),
             "winner_goodput_per_gpu": float(measured[top[cell], cell]) if winner else None,
             "baseline_goodput_per_gpu": None if baseline is None else float(baseline[0, cell]),
         }
-        challenger = max(others, key=lambda s: best[s][0, cell]) if others else None
         if baseline is not None and challenger is not None:
             difference = best[challenger][:, cell] - baseline[:, cell]
             low, high = np.percentile(difference[1:], [tail, 100 - tail])
             row |= {
-                "challenger_arm": challenger[0],
-                "challenger_variant": challenger[1],
+                **_named("challenger", challenger),
                 "challenger_goodput_per_gpu": float(best[challenger][0, cell]),
                 "difference": float(difference[0]),
                 "difference_low": float(low),
@@ -241,6 +242,28 @@ def _cells(
     return pl.DataFrame(rows, schema={c: schema[c] for c in _CELL_COLUMNS})
 
 
+def _baseline(
+    best: dict[Series, np.ndarray],
+    devices: dict[Series, int],
+    replicated: list[Series],
+    challenger: Series | None,
+    cell: int,
+) -> np.ndarray | None:
+    """The goodput of the replicated setup serving most in the cell on as many devices as the
+    challenger (without one, of any replicated setup); None where there is none."""
+    if challenger is not None:
+        on = rival_devices(challenger.arm, devices[challenger], (devices[s] for s in replicated))
+        replicated = [s for s in replicated if devices[s] == on]
+    if not replicated:
+        return None
+    return best[max(replicated, key=lambda s: best[s][0, cell])]
+
+
+def _named(role: str, series: Series | None) -> dict[str, str | None]:
+    """A cell's columns naming the winner or the challenger."""
+    return {f"{role}_{key}": series and getattr(series, key) for key in SERIES_KEYS}
+
+
 def winner_label(row: dict) -> str | None:
     """A cell's winner as tables and figures name it; None where no setup meets the cell."""
-    return arm_label(row["winner_arm"], row["winner_variant"]) if row["winner_arm"] else None
+    return Series.of(row, "winner_").label if row["winner_arm"] else None

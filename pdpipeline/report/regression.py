@@ -7,6 +7,9 @@ import polars as pl
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS
 from pdpipeline.warehouse.store import Warehouse
 
+# The regime map's columns naming a cell's winner.
+WINNER_KEYS = [f"winner_{key}" for key in SERIES_KEYS]
+
 
 def previous_campaign(warehouse: Warehouse, campaign_id: str) -> str | None:
     """The latest earlier campaign of the same profile that has a comparison."""
@@ -24,15 +27,17 @@ def previous_campaign(warehouse: Warehouse, campaign_id: str) -> str | None:
 
 
 def regressions(warehouse: Warehouse, campaign_id: str, threshold: float) -> pl.DataFrame:
-    """Points and series (arm, variant) whose per-GPU throughput fell, or TTFT p50 rose, by more
-    than `threshold` (a fraction) since the previous campaign; empty when there is none.
+    """Points and series (arm, layout, engine variant, handoff variant) whose per-GPU throughput
+    fell, or TTFT p50 rose, by more than `threshold` (a fraction) since the previous campaign;
+    empty when there is none.
 
-    A variant is compared only with the same variant; campaigns from before variants have none.
+    A series is compared only with the same series; campaigns from before layouts, engine
+    variants or handoff variants have none of them (null matches null).
     """
     previous = previous_campaign(warehouse, campaign_id)
     columns = ["campaign_id", *SERIES_KEYS, *POINT_KEYS, "output_throughput_per_gpu", "ttft_p50_ms"]
     if previous is None:
-        return pl.DataFrame(schema={c: pl.Utf8 for c in ("arm", "variant", "metric")})
+        return pl.DataFrame(schema={c: pl.Utf8 for c in (*SERIES_KEYS, "metric")})
     query = (
         f"SELECT {', '.join(columns)} FROM comparison WHERE campaign_id = ? AND valid_repeats > 0"
     )
@@ -69,12 +74,12 @@ def regime_changes(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:
     if previous is None:
         return pl.DataFrame(schema={c: pl.Utf8 for c in ("input_len", "output_len", "previous")})
     query = (
-        f"SELECT {', '.join(REGIME_CELL)}, winner_arm, winner_variant FROM regime_map "
+        f"SELECT {', '.join([*REGIME_CELL, *WINNER_KEYS])} FROM regime_map "
         "WHERE campaign_id = ? AND winner_arm IS NOT NULL AND tie IS NOT TRUE"
     )
     now, before = (warehouse.query(query, [c]) for c in (campaign_id, previous))
     joined = now.join(before, on=REGIME_CELL, suffix="_before")
-    return joined.filter(
-        (pl.col("winner_arm") != pl.col("winner_arm_before"))
-        | pl.col("winner_variant").ne_missing(pl.col("winner_variant_before"))
-    ).with_columns(previous=pl.lit(previous))
+    changed = pl.lit(False)
+    for key in WINNER_KEYS:
+        changed |= pl.col(key).ne_missing(pl.col(f"{key}_before"))
+    return joined.filter(changed).with_columns(previous=pl.lit(previous))

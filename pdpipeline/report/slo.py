@@ -18,12 +18,10 @@ import pydantic
 import yaml
 
 from pdpipeline.profile import DEFAULT_TIER, Slo, SloTier, profile_from_text
-from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS
+from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
 from pdpipeline.warehouse.rows import SloGoodputRow, columns, polars_schema
 
 SHAPE_KEYS = ["input_len", "output_len"]
-# What every other setup is judged against: on as many devices as disaggregation, no handoff.
-BASELINE = ("replicated", None)
 # The columns of requests this module reads; `in_window` is read where the frame has it.
 REQUEST_COLUMNS = ["run_id", "ok", "ttft_s", "tpot_s"]
 
@@ -98,9 +96,9 @@ def goodput_by_tier(
     """Per valid run and tier, the `slo_goodput` table's rows: attainment, goodput per GPU,
     whether the tier is met at the run's point and whether that point is its series' best.
 
-    `runs` has the current columns (`with_current_columns`); `requests` has `REQUEST_COLUMNS`
-    (and `in_window` where the campaign has a steady window)."""
-    runs = valid_runs(runs)
+    A series is (arm, layout, engine variant, handoff variant). `requests` has
+    `REQUEST_COLUMNS` (and `in_window` where the campaign has a steady window)."""
+    runs = valid_runs(with_current_columns(runs))
     requests = counted(requests)
     point = [*SERIES_KEYS, *POINT_KEYS]
     frames = []

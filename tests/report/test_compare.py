@@ -1,5 +1,6 @@
 """The comparison with handoff variants, from a real campaign: two H100s, single, replicated,
-and the disaggregated arm with a pull and a push variant (results/h100x2-pull-vs-push-2026-11-27).
+and the disaggregated arm with a pull and a push variant (results/h100x2-pull-vs-push-2026-11-27);
+and with layouts and engine variants, from a constructed one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pdpipeline.report.compare import (
     markdown,
     with_current_columns,
 )
+from pdpipeline.report.series import Series, series_label
 from pdpipeline.report.verdict import headline, verdicts
+from pdpipeline.warehouse.rows import ComparisonRow, columns
+from tests.report.constructed import GOODPUT, devices, layouts_campaign
 from tests.support.published import (
     BASELINES,
     CAMPAIGN,
@@ -149,7 +153,7 @@ def test_verdict_and_headline_name_both_variants(comparison):
         "disaggregated (push)",
     }
     for p in points:
-        assert set(p.disaggregated_vs_replicated) == {"pull", "push"}
+        assert {s.variant for s in p.disaggregated_vs_replicated} == {"pull", "push"}
     line = headline(points)
     for variant in ("pull", "push"):
         ratios = comparison.filter(pl.col("variant") == variant)["per_gpu_vs_replicated"]
@@ -172,7 +176,14 @@ def test_runs_without_a_variant_column_are_one_variant():
     assert line.startswith("Disaggregation beat replication (per-GPU throughput) at 0 of 6")
 
 
-def test_arm_label():
+def test_a_series_is_named_by_the_parts_it_has():
+    assert series_label("disaggregated", "3P1D", "block128", "pull") == (
+        "disaggregated 3P1D (pull) [block128]"
+    )
+    assert series_label("replicated", "4R", "block128") == "replicated 4R [block128]"
+    assert series_label("single", None, "block128") == "single [block128]"
+    # Campaigns from before layouts and engine variants read as they did.
+    assert Series("disaggregated", variant="push").label == "disaggregated (push)"
     assert arm_label("disaggregated", "push") == "disaggregated (push)"
     assert arm_label("disaggregated", None) == "disaggregated"
     assert arm_label("replicated", None) == "replicated"
@@ -222,3 +233,106 @@ def test_one_repeat_has_no_spread_to_judge_a_gap_against(campaign):
     assert {p.throughput_significant for p in points} == {None}
     assert "one repeat: no run-to-run spread to judge it against" in points[0].sentence()
     assert {p.throughput_significant for p in verdicts(compare(campaign["runs"]))} <= {True, False}
+
+
+# --- a campaign of two layouts and two engine variants (tests/report/constructed.py) ---------
+
+
+@pytest.fixture(scope="module")
+def layouts() -> pl.DataFrame:
+    return compare(layouts_campaign()[0])
+
+
+def _row(table: pl.DataFrame, series: Series) -> dict:
+    (row,) = table.filter(series.rows()).rows(named=True)
+    return row
+
+
+def test_a_layout_is_set_against_replicas_on_as_many_devices_with_its_engine_variant(layouts):
+    assert layouts.columns == columns(ComparisonRow)
+    assert layouts.height == len(GOODPUT) == 14
+    for series, goodput in GOODPUT.items():
+        row = _row(layouts, series)
+        assert row["gpus"] == devices(series, 1)
+        assert row["output_throughput_per_gpu"] == pytest.approx(64 * goodput)
+        single = GOODPUT[Series("single", None, series.engine_variant)]
+        assert row["per_gpu_vs_single"] == pytest.approx(goodput / single)
+    ratios = {
+        # 1P1D on two devices against 2R, 3P1D on four against 4R, each in its engine variant.
+        Series("disaggregated", "1P1D", "block16", "push"): 3.1 / 3.0,
+        Series("disaggregated", "1P1D", "block128", "push"): 3.35 / 2.8,
+        Series("disaggregated", "3P1D", "block16", "pull"): 3.0 / 2.5,
+        Series("disaggregated", "3P1D", "block128", "push"): 3.9 / 3.2,
+        Series("replicated", "4R", "block128"): 1.0,
+        # Single, without a layout, against the smallest replicated series.
+        Series("single", None, "block16"): 5.0 / 3.0,
+        Series("single", None, "block128"): 5.5 / 2.8,
+    }
+    for series, ratio in ratios.items():
+        assert _row(layouts, series)["per_gpu_vs_replicated"] == pytest.approx(ratio), series
+    # Latency ratios against the same replicated series: 800 ms TTFT against 4R's 50 ms.
+    push = _row(layouts, Series("disaggregated", "3P1D", "block128", "push"))
+    assert push["ttft_p50_vs_replicated"] == pytest.approx(800 / 50)
+    assert push["tpot_p50_vs_replicated"] == pytest.approx(5 / 20)
+
+
+def test_a_layout_without_replicas_on_as_many_devices_has_no_replicated_ratio():
+    runs = layouts_campaign()[0].filter(pl.col("layout").ne_missing(pl.lit("4R")))
+    table = compare(runs)
+    three = table.filter(pl.col("layout") == "3P1D")
+    assert three.height == 4 and three["per_gpu_vs_replicated"].null_count() == 4
+    assert three["ttft_p50_vs_replicated"].null_count() == 4
+    assert table.filter(pl.col("layout") == "1P1D")["per_gpu_vs_replicated"].null_count() == 0
+
+
+def test_rows_are_in_arm_then_layout_engine_and_handoff_order(layouts):
+    assert [Series.of(r).label for r in layouts.iter_rows(named=True)] == [
+        "single [block16]",
+        "single [block128]",
+        "replicated 2R [block16]",
+        "replicated 2R [block128]",
+        "replicated 4R [block16]",
+        "replicated 4R [block128]",
+        "disaggregated 1P1D (pull) [block16]",
+        "disaggregated 1P1D (push) [block16]",
+        "disaggregated 1P1D (pull) [block128]",
+        "disaggregated 1P1D (push) [block128]",
+        "disaggregated 3P1D (pull) [block16]",
+        "disaggregated 3P1D (push) [block16]",
+        "disaggregated 3P1D (pull) [block128]",
+        "disaggregated 3P1D (push) [block128]",
+    ]
+    assert "| 512 | 64 | c=8 | disaggregated 3P1D (push) [block128] | 4 |" in markdown(layouts)
+
+
+def test_each_layout_has_the_kv_link_its_hosts_cross():
+    links = {"1P1D": KvLink("a NVLink", 450.0), "3P1D": KvLink("a–b network", 25.0)}
+    table = compare(layouts_campaign()[0], link=links)
+    moved = table.filter(pl.col("arm") == "disaggregated")
+    assert dict(moved.select("layout", "kv_link").unique().rows()) == {
+        "1P1D": "a NVLink",
+        "3P1D": "a–b network",
+    }
+    # 20 transfers of 1 MB in 20 ms a run: 1 GB/s, of 25 GB/s and of 450.
+    three = moved.filter(pl.col("layout") == "3P1D")
+    assert three["kv_link_fraction"].to_list() == pytest.approx([1 / 25] * 4)
+    assert table.filter(pl.col("arm") != "disaggregated")["kv_link"].null_count() == 6
+
+
+def test_the_verdict_per_point_names_layouts_and_engine_variants(layouts):
+    (point,) = verdicts(layouts)
+    # Every layout competes per GPU; single, on one device, does not.
+    assert point.throughput_winner == "disaggregated 3P1D (push) [block128]"
+    assert point.throughput_gain == pytest.approx(3.9 / 3.6 - 1)
+    assert point.disaggregated_vs_replicated[
+        Series("disaggregated", "1P1D", "block128", "push")
+    ] == pytest.approx(3.35 / 2.8)
+    assert "disaggregated 1P1D (pull) [block16] beat replication at 0 of 1" in headline([point])
+
+
+def test_runs_with_null_layout_and_engine_columns_compare_as_runs_without_them(campaign):
+    without = campaign["runs"]
+    assert "layout" not in without.columns
+    nulls = without.with_columns(layout=pl.lit(None), engine_variant=pl.lit(None))
+    assert compare(nulls).equals(compare(without))
+    assert markdown(compare(nulls)) == markdown(compare(without))

@@ -1,5 +1,6 @@
-"""The throughput-interactivity frontier: the front per series, the leader per interactivity
-level, and the warehouse's `frontier` view against the Python function."""
+"""The throughput-interactivity frontier: the front per series (layouts and engine variants
+too), the leader per interactivity level, and the warehouse's `frontier` view against the
+Python function."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 
 from pdpipeline.report.campaign import campaign_comparison
 from pdpipeline.report.frontier import frontier, frontier_sentence, leaders
+from pdpipeline.report.series import Series
 from pdpipeline.warehouse.store import Warehouse
+from tests.report.constructed import GOODPUT, devices, layouts_campaign
 from tests.support.published import CAMPAIGN, two_variant_campaign
 
 
@@ -185,3 +188,83 @@ def test_the_view_marks_a_dominated_point(published):
     )
     assert off.rows() == [("replicated", "2048", 8), ("replicated", "512", 8)]
     assert frontier(runs).filter(~pl.col("on_front")).height == 2
+
+
+# --- layouts and engine variants -------------------------------------------------------------
+
+R2_16 = Series("replicated", "2R", "block16")
+R4_128 = Series("replicated", "4R", "block128")
+P1_16 = Series("disaggregated", "1P1D", "block16", "push")
+P1_128 = Series("disaggregated", "1P1D", "block128", "push")
+P3_128 = Series("disaggregated", "3P1D", "block128", "push")
+
+
+def layout_points(series: dict[Series, list[tuple[int, float, float]]]) -> pl.DataFrame:
+    """A comparison of one shape: per series (on its layout's devices), (concurrency, TPOT p50
+    ms, tokens/s per GPU)."""
+    return pl.concat(
+        [
+            points({(s.arm, s.variant): rows}, gpus=devices(s)).with_columns(
+                layout=pl.lit(s.layout), engine_variant=pl.lit(s.engine_variant)
+            )
+            for s, rows in series.items()
+        ],
+        how="diagonal",
+    )
+
+
+def test_series_of_other_layouts_and_engines_keep_fronts_of_their_own():
+    # 4R beats 2R on both axes and block128 beats block16: other series, so all on their fronts;
+    # 2R's c=8 is beaten by its own c=4 and off.
+    front = frontier(
+        layout_points(
+            {
+                R2_16: [(4, 8.0, 400), (8, 10.0, 300)],
+                R4_128: [(8, 5.0, 900)],
+                P1_16: [(8, 6.0, 500)],
+                P1_128: [(8, 5.5, 600)],
+            }
+        )
+    )
+    assert front.height == 5
+    off = front.filter(~pl.col("on_front"))
+    assert off.select("layout", "engine_variant", "concurrency").rows() == [("2R", "block16", 8)]
+    assert set(front["gpus"]) == {2, 4}
+
+
+def test_the_leader_is_named_by_layout_and_engine_among_setups_on_any_devices():
+    comparison = layout_points(
+        {
+            R2_16: [(8, 10.0, 500)],
+            R4_128: [(8, 10.0, 600), (32, 20.0, 1000)],
+            P1_128: [(8, 5.0, 450)],
+            P3_128: [(8, 4.0, 550), (32, 1000 / 150, 800)],
+        }
+    )
+    lead = leaders(comparison)
+    assert lead.select("above", "up_to", "arm", "layout", "engine_variant", "variant").rows() == [
+        (None, 50.0, "replicated", "4R", "block128", None),
+        (50.0, 250.0, "disaggregated", "3P1D", "block128", "push"),
+    ]
+    assert lead["gpus"].null_count() == 2  # setups on two and four devices compete
+    assert frontier_sentence(comparison) == (
+        "At 512/128, at more than 50 tok/s per user disaggregated 3P1D (push) [block128] gives "
+        "the most output tokens/s per GPU; at 50 or less, replicated 4R [block128]."
+    )
+
+
+def test_the_view_keeps_layouts_and_engines_apart(tmp_path):
+    runs, _ = layouts_campaign()
+    store = Warehouse(tmp_path / "w.duckdb")
+    store.replace({"runs": runs}, where={"campaign_id": "c"})
+    keys = ["arm", "layout", "engine_variant", "variant", "concurrency"]
+    view = store.query("SELECT * FROM frontier WHERE campaign_id = 'c'").sort(keys)
+    ours = frontier(runs).sort(keys)
+    assert view.height == ours.height == len(GOODPUT)
+    assert (
+        view.select(*keys, "gpus", "on_front").rows()
+        == ours.select(*keys, "gpus", "on_front").rows()
+    )
+    assert view["output_throughput_per_gpu"].to_list() == pytest.approx(
+        ours["output_throughput_per_gpu"].to_list()
+    )

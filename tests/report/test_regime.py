@@ -1,11 +1,12 @@
 """The regime map: the winner per TTFT x TPOT cell, its paired bootstrap interval, the heatmap,
-the warehouse table and the nightly check on a moved boundary; on constructed runs and on the
-published pull-vs-push campaign."""
+the warehouse table and the nightly check on a moved boundary; on constructed runs (one campaign
+with layouts and engine variants) and on the published pull-vs-push campaign."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from datetime import UTC, datetime
 
 import dagster as dg
 import matplotlib.image as mpimg
@@ -16,14 +17,14 @@ import pytest
 from pdpipeline.defs.report import _regression_text, comparison_report
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.profile import SloTier
-from pdpipeline.report.compare import with_current_columns
+from pdpipeline.report.compare import compare, with_current_columns
 from pdpipeline.report.plots import regime_heatmap
 from pdpipeline.report.regime import LATTICE, limit_grid, regime_map, winner_label
 from pdpipeline.report.regression import regime_changes
 from pdpipeline.report.slo import best_by_tier, goodput_by_tier
 from pdpipeline.warehouse.rows import RegimeMapRow, columns
 from pdpipeline.warehouse.store import Warehouse
-from tests.report.constructed import PUSH, REPLICATED, campaign, request
+from tests.report.constructed import PUSH, REPLICATED, campaign, layouts_campaign, request
 from tests.support.published import CAMPAIGN, two_variant_campaign
 
 SINGLE = ("single", None)
@@ -243,3 +244,84 @@ def test_the_nightly_check_flags_a_cell_that_changed_hands(published_map, tmp_pa
     tied = regime.with_columns(tie=pl.when(pushed).then(True).otherwise(pl.col("tie")))
     store.replace({"regime_map": tied}, where={"campaign_id": later})
     assert regime_changes(store, later).height == 0
+
+
+# --- layouts and engine variants (tests/report/constructed.py) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def layouts_map() -> pl.DataFrame:
+    runs, requests = layouts_campaign()
+    return regime_map(runs, requests, ttft_ms=[100, 500, 1000], tpot_ms=[10, 30], resamples=200)
+
+
+def test_cells_name_the_winning_layout_and_engine_variant(layouts_map):
+    by_cell = cells(layouts_map)
+    # Everyone meets it: 3P1D push with 128-token blocks serves most per GPU.
+    loose = by_cell[1000, 30]
+    assert (loose["winner_layout"], loose["winner_engine_variant"]) == ("3P1D", "block128")
+    assert winner_label(loose) == "disaggregated 3P1D (push) [block128]"
+    assert (loose["challenger_layout"], loose["challenger_engine_variant"]) == ("3P1D", "block128")
+    # Against the best replicated series on four devices: 4R with 128-token blocks.
+    assert loose["baseline_goodput_per_gpu"] == pytest.approx(3.2)
+    assert loose["difference"] == pytest.approx(3.9 - 3.2) and loose["tie"] is False
+    # Only the fast-starting replicas meet a 100 ms TTFT: the best of them, over both sizes.
+    assert winner_label(by_cell[100, 30]) == "replicated 4R [block128]"
+    # 3P1D's 800 ms TTFT misses 500 ms: 1P1D wins, against 2R (its best engine, block16) and
+    # not 4R, which serves more per GPU but on other devices.
+    interactive = by_cell[500, 30]
+    assert winner_label(interactive) == "disaggregated 1P1D (push) [block128]"
+    assert interactive["challenger_layout"] == "1P1D"
+    assert interactive["baseline_goodput_per_gpu"] == pytest.approx(3.0)
+    assert interactive["difference"] == pytest.approx(3.35 - 3.0)
+    # Single serves most per GPU of all, on one device: no candidate.
+    assert "single" not in layouts_map["winner_arm"].drop_nulls().to_list()
+
+
+def test_the_heatmap_colours_each_layout_of_its_own(layouts_map, tmp_path):
+    path = regime_heatmap(layouts_map, tmp_path / "regime.png")
+    assert mpimg.imread(path).shape[1] >= 500
+
+
+def test_a_cell_won_by_another_layout_is_a_moved_boundary(layouts_map, tmp_path):
+    store = Warehouse(tmp_path / "w.duckdb")
+    runs, _ = layouts_campaign()
+    comparison = compare(runs)
+    later = "c-later"
+    moved = (pl.col("ttft_ms") == 1000) & (pl.col("tpot_ms") == 30)
+    maps = {
+        "c": layouts_map.with_columns(campaign_id=pl.lit("c")),
+        # The same arm, engine and handoff variants win, in another layout.
+        later: layouts_map.with_columns(
+            campaign_id=pl.lit(later),
+            winner_layout=pl.when(moved).then(pl.lit("1P1D")).otherwise(pl.col("winner_layout")),
+        ),
+    }
+    for i, (campaign_id, regime) in enumerate(maps.items()):
+        store.replace(
+            {
+                "campaigns": pl.DataFrame(
+                    {
+                        "campaign_id": [campaign_id],
+                        "started_at": [datetime(2026, 11, 27 + i, tzinfo=UTC)],
+                        "profile_name": ["layouts"],
+                        "profile_sha256": ["0"],
+                        "profile_text": [""],
+                    }
+                ),
+                "comparison": comparison.with_columns(campaign_id=pl.lit(campaign_id)),
+                "regime_map": regime,
+            },
+            where={"campaign_id": campaign_id},
+        )
+    (cell,) = regime_changes(store, later).rows(named=True)
+    assert (cell["winner_layout_before"], cell["winner_layout"]) == ("3P1D", "1P1D")
+    assert cell["winner_engine_variant"] == cell["winner_engine_variant_before"] == "block128"
+
+
+def test_runs_with_null_layouts_and_engines_map_as_runs_without_them():
+    runs, requests = constructed()
+    grid = {"ttft_ms": [100, 1000], "tpot_ms": [10, 30], "resamples": 100}
+    before = regime_map(runs.drop("layout", "engine_variant"), requests, **grid)
+    assert regime_map(runs, requests, **grid).equals(before)
+    assert before["winner_layout"].null_count() == before.height

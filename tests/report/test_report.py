@@ -1,7 +1,9 @@
-"""The report from a real campaign's rows (the published two-H100 results), into a real DuckDB."""
+"""The report from a real campaign's rows (the published two-H100 results), and from a
+constructed one with layouts and engine variants, into a real DuckDB."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -11,18 +13,21 @@ import pytest
 import yaml
 
 from pdpipeline.report.build import build
-from pdpipeline.report.campaign import campaign_comparison
+from pdpipeline.report.campaign import campaign_comparison, store_analysis
 from pdpipeline.report.compare import with_current_columns
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.regression import regressions
+from pdpipeline.report.series import Series
 from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.store import Warehouse
+from tests.report.constructed import GOODPUT, layouts_campaign
 from tests.support.browser import SCREENSHOTS, browser_page, expect
 from tests.support.published import CAMPAIGN as VARIANT_CAMPAIGN
 from tests.support.published import two_variant_campaign
 
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "h100x2-2026-11-27"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "results" / "h100x2-2026-11-27"
 CAMPAIGN = "h100x2-20261127T034529Z"
 
 
@@ -305,3 +310,142 @@ def test_export_compares_a_campaign_whose_report_never_ran(tmp_path):
     exported = pl.read_csv(tmp_path / "out" / "handoff_variants.csv")
     assert exported["variant"].to_list() == ["pull", "push"]
     assert (tmp_path / "out" / "report.html").stat().st_size > 0
+
+
+# --- a campaign of two layouts and two engine variants (tests/report/constructed.py) ---------
+
+LAYOUTS_CAMPAIGN = "layouts"
+
+
+def store_layouts_campaign(store: Warehouse, campaign_id: str, day: int = 27) -> None:
+    """The constructed campaign's runs and requests, and the tables its report derives."""
+    runs, requests = layouts_campaign()
+    tables = {
+        "campaigns": pl.DataFrame(
+            {
+                "campaign_id": [campaign_id],
+                "started_at": [datetime(2026, 11, day, tzinfo=UTC)],
+                "profile_name": ["layouts"],
+                "profile_sha256": ["0"],
+                # Not a profile of this version: judged at the limits its runs recorded.
+                "profile_text": ["name: layouts\n"],
+            }
+        ),
+        "runs": runs,
+        "requests": requests,
+    }
+    tables = {
+        name: frame.with_columns(campaign_id=pl.lit(campaign_id)) for name, frame in tables.items()
+    }
+    store.replace(tables, where={"campaign_id": campaign_id})
+    store_analysis(store, campaign_id)
+
+
+@pytest.fixture(scope="module")
+def layouts_report(tmp_path_factory):
+    store = Warehouse(tmp_path_factory.mktemp("layouts") / "w.duckdb")
+    store_layouts_campaign(store, LAYOUTS_CAMPAIGN)
+    return build(store, LAYOUTS_CAMPAIGN, tmp_path_factory.mktemp("layouts-report")), store
+
+
+def test_the_report_names_every_layout_and_engine_variant(layouts_report):
+    report, store = layouts_report
+    for path in report.figures.values():
+        _assert_real_image(path)
+    stored = store.query(
+        "SELECT layout, engine_variant, per_gpu_vs_replicated FROM comparison "
+        "WHERE campaign_id = ? AND arm = 'disaggregated' AND variant = 'push'",
+        [LAYOUTS_CAMPAIGN],
+    )
+    assert dict(
+        (f"{layout} {engine}", ratio) for layout, engine, ratio in stored.rows()
+    ) == pytest.approx(
+        {
+            "1P1D block16": 3.1 / 3.0,
+            "1P1D block128": 3.35 / 2.8,
+            "3P1D block16": 3.6 / 2.5,
+            "3P1D block128": 3.9 / 3.2,
+        }
+    )
+    verdict = report.verdict_md
+    # The default tier (TTFT <= 500 ms): 3P1D misses it, 1P1D with push and block128 wins.
+    assert "at 512/64, disaggregated 1P1D (push) [block128] serves most" in verdict
+    assert "against replicated 2R [block16] on as many devices: 1.12x [" in verdict
+    assert "At 512/64, disaggregated 3P1D (push) [block128] gives the most" in verdict
+    assert "| 512 | 64 | c=8 | replicated 4R [block128] | 4 |" in report.details_md
+    html = report.html_path.read_text()
+    for series in GOODPUT:
+        assert html.count(f'<td class="setup">{series.label}</td>') == 1, series
+    regime = store.query("SELECT * FROM regime_map WHERE campaign_id = ?", [LAYOUTS_CAMPAIGN])
+    assert set(regime["winner_layout"].drop_nulls()) <= {"1P1D", "3P1D", "2R", "4R"}
+    assert regime["winner_engine_variant"].drop_nulls().len() > 0
+
+
+def test_a_regression_is_of_one_layout_engine_and_handoff(layouts_report):
+    _, store = layouts_report
+    later = f"{LAYOUTS_CAMPAIGN}-later"
+    store_layouts_campaign(store, later, day=28)
+    slower = Series("disaggregated", "3P1D", "block128", "push").rows()
+    comparison = store.query(
+        "SELECT * FROM comparison WHERE campaign_id = ?", [later]
+    ).with_columns(
+        output_throughput_per_gpu=pl.when(slower)
+        .then(pl.col("output_throughput_per_gpu") * 0.8)
+        .otherwise(pl.col("output_throughput_per_gpu"))
+    )
+    store.replace({"comparison": comparison}, where={"campaign_id": later})
+    found = regressions(store, later, 0.10)
+    # The same handoff in 3P1D with block16, and in 1P1D with block128, did not move.
+    assert found.select("arm", "layout", "engine_variant", "variant", "metric").rows() == [
+        ("disaggregated", "3P1D", "block128", "push", "output_throughput_per_gpu")
+    ]
+    assert found["change"].to_list() == pytest.approx([-0.2])
+
+
+@pytest.mark.browser
+def test_layouts_report_fits_the_page_in_chromium(layouts_report):
+    _check_page(layouts_report[0], "report-layouts.png", points=1, series=14, tiers=1)
+
+
+def test_each_layout_gets_the_link_between_its_own_hosts(tmp_path):
+    # The h200x2 profile with a second host: 1P1D takes both GPUs of the first (its NVLink),
+    # 3P1D reaches into the second (their network, the slower end's rate).
+    data = yaml.safe_load((ROOT / "profiles" / "h200x2.yaml").read_text())
+    first = data["hosts"][0]["name"]
+    data["hosts"].append(
+        data["hosts"][0] | {"name": "b", "address": "10.0.0.2", "reach": "ssh", "ssh": {}}
+    )
+    data["arms"]["pool"] = [{"host": h, "devices": [d]} for h in (first, "b") for d in (0, 1)]
+    data["arms"]["disaggregated"]["layouts"] = ["1P1D", "3P1D"]
+    hosts = pl.DataFrame(
+        {
+            "campaign_id": [LAYOUTS_CAMPAIGN] * 2,
+            "host": [first, "b"],
+            "device_kind": ["cuda"] * 2,
+            "nvlink_gbit_per_s": [3600.0] * 2,
+            "link_gbit_per_s": [400.0, 200.0],
+        }
+    )
+    store = Warehouse(tmp_path / "w.duckdb")
+    store_layouts_campaign(store, LAYOUTS_CAMPAIGN)
+    campaigns = store.query("SELECT * FROM campaigns").with_columns(
+        profile_text=pl.lit(yaml.safe_dump(data))
+    )
+    store.replace({"campaigns": campaigns, "hosts": hosts}, where={"campaign_id": LAYOUTS_CAMPAIGN})
+    store_analysis(store, LAYOUTS_CAMPAIGN)
+    moved = store.query(
+        "SELECT DISTINCT layout, kv_link, kv_link_gbyte_per_s FROM comparison "
+        "WHERE campaign_id = ? AND arm = 'disaggregated' ORDER BY layout",
+        [LAYOUTS_CAMPAIGN],
+    )
+    assert moved.rows() == [
+        ("1P1D", f"{first} NVLink", 450.0),
+        ("3P1D", f"{first}–b network", 25.0),
+    ]
+    report = build(store, LAYOUTS_CAMPAIGN, tmp_path / "report")
+    # 20 transfers of 1 MB in 20 ms: 1 GB/s, of 450 and of 25.
+    assert (
+        f"KV links between prefill and decode: 1P1D: {first} NVLink, 450.0 GB/s nominal (the KV "
+        f"transfers achieved 0.2% to 0.2% of it); 3P1D: {first}–b network, 25.0 GB/s nominal "
+        "(the KV transfers achieved 4.0% to 4.0% of it)."
+    ) in report.details_md

@@ -1,5 +1,6 @@
 """SLO tiers: the profile's tiers, attainment and goodput per run and tier, and the verdict per
-tier; on constructed runs with known answers and on the published pull-vs-push campaign."""
+tier; on constructed runs with known answers (one of them with layouts and engine variants) and
+on the published pull-vs-push campaign."""
 
 from __future__ import annotations
 
@@ -12,11 +13,19 @@ import yaml
 from pdpipeline.errors import ProfileError
 from pdpipeline.profile import SloTier, load_profile
 from pdpipeline.report.compare import with_current_columns
+from pdpipeline.report.series import Series
 from pdpipeline.report.slo import best_by_tier, campaign_tiers, goodput_by_tier
 from pdpipeline.report.verdict import tier_verdicts
 from pdpipeline.warehouse.rows import SloGoodputRow, columns
 from pdpipeline.warehouse.store import Warehouse
-from tests.report.constructed import PUSH, REPLICATED, campaign, request
+from tests.report.constructed import (
+    GOODPUT,
+    PUSH,
+    REPLICATED,
+    campaign,
+    layouts_campaign,
+    request,
+)
 from tests.support.published import RESULTS, VARIANTS, two_variant_campaign
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -356,7 +365,7 @@ def test_the_slo_best_view_is_best_by_tier(tmp_path):
     frame = goodput_by_tier(runs, published["requests"], tiers)
     store = Warehouse(tmp_path / "w.duckdb")
     store.replace({"slo_goodput": frame}, where={"campaign_id": runs["campaign_id"][0]})
-    keys = ["tier", "input_len", "arm", "variant"]
+    keys = ["tier", "input_len", "arm", "layout", "engine_variant", "variant"]
     view = store.query("SELECT * FROM slo_best").sort(keys, nulls_last=True)
     ours = best_by_tier(frame).drop_nulls("goodput_per_gpu").sort(keys, nulls_last=True)
     assert view.height == ours.height == 3 * 2 * 4
@@ -364,3 +373,121 @@ def test_the_slo_best_view_is_best_by_tier(tmp_path):
         assert view[column].to_list() == ours[column].to_list()
     for column in ("goodput_per_gpu", "output_throughput_per_gpu"):
         assert view[column].to_list() == pytest.approx(ours[column].to_list())
+
+
+# --- layouts and engine variants (tests/report/constructed.py) -------------------------------
+
+LAYOUT_TIERS = {
+    # Every series meets it.
+    "loose": SloTier(ttft_ms=1000, tpot_ms=30),
+    # 3P1D's 800 ms TTFT misses it.
+    "interactive": SloTier(ttft_ms=500, tpot_ms=30),
+    # Replication's 20 ms TPOT misses it.
+    "streaming": SloTier(ttft_ms=1000, tpot_ms=10),
+}
+
+
+@pytest.fixture(scope="module")
+def layout_goodput() -> pl.DataFrame:
+    runs, requests = layouts_campaign()
+    return goodput_by_tier(runs, requests, LAYOUT_TIERS)
+
+
+@pytest.fixture(scope="module")
+def layout_verdicts(layout_goodput) -> dict:
+    return {v.tier: v for v in tier_verdicts(layout_goodput)}
+
+
+def test_goodput_per_tier_keeps_every_series_apart(layout_goodput):
+    assert layout_goodput.columns == columns(SloGoodputRow)
+    best = best_by_tier(layout_goodput).filter(pl.col("tier") == "loose")
+    assert best.height == len(GOODPUT)
+    for series, goodput in GOODPUT.items():
+        (row,) = best.filter(series.rows()).rows(named=True)
+        assert row["goodput_per_gpu"] == pytest.approx(goodput), series
+        assert row["repeats"] == 3
+
+
+def test_the_winner_is_the_best_series_over_every_layout_and_engine(layout_verdicts):
+    (shape,) = layout_verdicts["loose"].shapes
+    assert shape.winner == "disaggregated 3P1D (push) [block128]"
+    assert shape.goodput_per_gpu == pytest.approx(3.9)
+    # Judged against the best replicated series on as many devices: 4R, at its best engine.
+    best = shape.disaggregation
+    assert best.baseline == "replicated 4R [block128]"
+    assert best.ratio.series == "disaggregated 3P1D (push) [block128]"
+    assert best.ratio.ratio == pytest.approx(3.9 / 3.2) and best.ratio.significant
+    assert (
+        "best disaggregated, disaggregated 3P1D (push) [block128], against replicated 4R "
+        f"[block128] on as many devices: 1.22x [{best.ratio.low:.2f}, {best.ratio.high:.2f}]"
+    ) in layout_verdicts["loose"].sentence()
+
+
+def test_each_layout_is_judged_against_its_same_device_replicas(layout_verdicts):
+    (shape,) = layout_verdicts["loose"].shapes
+    on_two, on_four = shape.rivalries
+    # 2R's best engine is block16, 1P1D's block128: each side at its own best.
+    assert on_two.baseline == "replicated 2R [block16]"
+    ratios = {r.series: r for r in on_two.ratios}
+    assert list(ratios) == [
+        "disaggregated 1P1D (pull) [block128]",
+        "disaggregated 1P1D (push) [block128]",
+    ]
+    pull, push = ratios.values()
+    assert pull.ratio == pytest.approx(2.95 / 3.0) and pull.significant is False  # a tie
+    assert push.ratio == pytest.approx(3.35 / 3.0) and push.low > 1
+    assert on_four.baseline == "replicated 4R [block128]"
+    assert [r.series for r in on_four.ratios] == [
+        "disaggregated 3P1D (pull) [block128]",
+        "disaggregated 3P1D (push) [block128]",
+    ]
+    assert [r.ratio for r in on_four.ratios] == pytest.approx([3.4 / 3.2, 3.9 / 3.2])
+    sentence = layout_verdicts["loose"].sentence()
+    assert "— against replicated 2R [block16]: disaggregated 1P1D (pull) [block128] 0.98x [" in (
+        sentence
+    )
+    assert "(a tie), disaggregated 1P1D (push) [block128] 1.12x [" in sentence
+
+
+def test_where_a_layout_misses_the_tier_the_other_may_win_it(layout_verdicts):
+    verdict = layout_verdicts["interactive"]
+    (shape,) = verdict.shapes
+    assert shape.winner == "disaggregated 1P1D (push) [block128]"
+    assert shape.disaggregation.baseline == "replicated 2R [block16]"
+    assert shape.disaggregation.ratio.ratio == pytest.approx(3.35 / 3.0)
+    # No engine variant of 3P1D meets it: named without one.
+    assert (
+        "— against replicated 4R [block128]: disaggregated 3P1D (pull) meets it at no load, "
+        "disaggregated 3P1D (push) meets it at no load."
+    ) in verdict.sentence()
+
+
+def test_replicas_that_meet_a_tier_at_no_load_are_named_per_device_count(layout_verdicts):
+    verdict = layout_verdicts["streaming"]
+    assert verdict.shapes[0].winner == "disaggregated 3P1D (push) [block128]"
+    assert verdict.sentence().endswith(
+        "; replicated 2R meets it at no load; replicated 4R meets it at no load."
+    )
+
+
+def test_a_campaign_with_null_layouts_and_engines_is_judged_as_before():
+    published = two_variant_campaign()
+    runs = with_current_columns(published["runs"])
+    tiers = load_profile(ROOT / "profiles" / "h100x2.yaml").profile.tiers
+    before = runs.drop("layout", "engine_variant")
+    frames = [goodput_by_tier(r, published["requests"], tiers) for r in (runs, before)]
+    assert frames[0].equals(frames[1])
+    sentences = [[v.sentence() for v in tier_verdicts(f)] for f in frames]
+    assert sentences[0] == sentences[1]
+    # Without layouts or engine variants, no 'best disaggregated' clause: the sentence of before.
+    assert all("best disaggregated" not in s for s in sentences[0])
+    assert all(s.shapes[0].disaggregation is None for s in tier_verdicts(frames[0]))
+
+
+def test_the_slo_best_view_keeps_layouts_and_engines_apart(layout_goodput, tmp_path):
+    store = Warehouse(tmp_path / "w.duckdb")
+    store.replace({"slo_goodput": layout_goodput}, where={"campaign_id": "c"})
+    view = store.query("SELECT * FROM slo_best WHERE tier = 'loose'")
+    assert view.height == len(GOODPUT)
+    best = view.filter(Series("replicated", "4R", "block128").rows())
+    assert best["goodput_per_gpu"].to_list() == pytest.approx([3.2])
