@@ -1,4 +1,4 @@
-"""`pdpipeline`: proxy, bench, plan, kv-cache, tiny-model, sql, campaign, report, export."""
+"""`pdpipeline`: proxy, bench, plan, kv-cache, tiny-model, sql, campaign, search, report, export."""
 
 from __future__ import annotations
 
@@ -139,6 +139,24 @@ def _campaign(args: argparse.Namespace) -> None:
         f'warehouse: {warehouse.path.resolve()}  (pdpipeline sql "SELECT * FROM latest_comparison")'
     )
     print(f"server logs: {LOGS_DIR / campaign.id}/")
+
+
+def _search(args: argparse.Namespace) -> None:
+    from pdpipeline.profile import load_profile
+    from pdpipeline.search import run_search
+
+    load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
+    rounds, found = run_search(args.profile, args.budget_minutes, max_rounds=args.max_rounds)
+    print(f"\nsearch {rounds[0].campaign_id}: {len(rounds)} round(s)")
+    for i, r in enumerate(rounds):
+        print(f"  round {i}: campaign {r.campaign_id}, {r.runs} runs, {r.seconds / 60:.1f} min")
+    print("\nrecommendation:")
+    for sentence in found["sentence"]:
+        print(f"- {sentence}")
+    print(
+        '\n(pdpipeline sql "SELECT * FROM recommendations WHERE campaign_id = '
+        f"'{rounds[0].campaign_id}'\" for the evidence run ids)"
+    )
 
 
 def _warehouse(path: str) -> Warehouse:
@@ -290,6 +308,20 @@ def parser() -> argparse.ArgumentParser:
         help="the campaign (partition key) to materialize instead",
     )
     campaign.set_defaults(func=_campaign)
+
+    search = commands.add_parser(
+        "search",
+        help="a campaign, then rounds on the loads that decide, within a budget",
+    )
+    search.add_argument("profile")
+    search.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=60.0,
+        help="cluster time the rounds may take, the first round included (default 60)",
+    )
+    search.add_argument("--max-rounds", type=int, default=4)
+    search.set_defaults(func=_search)
 
     sql = commands.add_parser("sql", help="read-only SQL on the warehouse")
     sql.add_argument("query")

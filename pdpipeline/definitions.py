@@ -10,6 +10,7 @@ from pdpipeline.defs.kv_cache import kv_cache_analysis
 from pdpipeline.defs.report import comparison_report
 from pdpipeline.defs.resources import ClusterResource, ProfileResource, WarehouseResource
 from pdpipeline.defs.schedules import campaign_job, nightly_campaign
+from pdpipeline.defs.search import search
 
 defs = dg.Definitions(
     assets=[
@@ -25,7 +26,7 @@ defs = dg.Definitions(
         "cluster": ClusterResource(),
         "warehouse": WarehouseResource(),
     },
-    jobs=[campaign_job],
+    jobs=[campaign_job, search],
     schedules=[nightly_campaign],
     # Assets of a run execute one after another: two arms never share the cluster.
     executor=dg.in_process_executor,

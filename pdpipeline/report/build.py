@@ -14,6 +14,7 @@ from pdpipeline.report import plots
 from pdpipeline.report.campaign import campaign_comparison
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, markdown, with_current_columns
 from pdpipeline.report.frontier import frontier, frontier_sentences, leaders
+from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.series import Series
 from pdpipeline.report.verdict import headline, tier_verdicts, verdicts
@@ -27,6 +28,7 @@ CAMPAIGN_TABLES = (
     "comparison",
     "slo_goodput",
     "regime_map",
+    "recommendations",
 )
 
 
@@ -65,12 +67,14 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
         t: warehouse.query(f"SELECT * FROM {t} WHERE campaign_id = ?", [campaign_id])
         for t in CAMPAIGN_TABLES
     }
+    # A rate search's runs sit at rates of its own per series: its answer is slo_capacity.
+    frames["runs"] = frames["runs"].filter(pl.col("searched_for").is_null())
     frames["requests"] = warehouse.query(
         """
         SELECT q.arm, r.layout, r.engine_variant, r.variant, q.ok, q.ttft_s, q.tpot_s,
                r.input_len, r.output_len, r.concurrency, r.request_rate
         FROM requests q JOIN runs r USING (run_id)
-        WHERE q.campaign_id = ? AND r.valid
+        WHERE q.campaign_id = ? AND r.valid AND r.searched_for IS NULL
         """,
         [campaign_id],
     )
@@ -80,7 +84,8 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
         SELECT k.campaign_id, k.started_at, r.arm, r.layout, r.engine_variant, r.variant,
                max(r.output_throughput_per_gpu) AS output_throughput_per_gpu
         FROM runs r JOIN campaigns k USING (campaign_id)
-        WHERE k.profile_name = ? AND r.valid GROUP BY ALL ORDER BY k.started_at
+        WHERE k.profile_name = ? AND r.valid AND r.searched_for IS NULL
+        GROUP BY ALL ORDER BY k.started_at
         """,
         [profile],
     )
@@ -129,7 +134,10 @@ def build(
     if f["regime_map"].height:
         figures["regime"] = plots.regime_heatmap(f["regime_map"], out / "regime.png")
     points = verdicts(comparison)
+    if not f["recommendations"].height:
+        f["recommendations"] = recommendations(f["slo_goodput"], campaign_id)
     page = _Verdicts(
+        recommendation=f["recommendations"]["sentence"].to_list(),
         tiers=_tier_sentences(f),
         headline=headline(points),
         frontier=frontier_sentences(front),
@@ -139,6 +147,9 @@ def build(
         [
             f"## Campaign {campaign_id}",
             "",
+            *(["### Recommendation", ""] if page.recommendation else []),
+            *(f"- {r}" for r in page.recommendation),
+            *(["", "### Verdict per SLO tier", ""] if page.recommendation else []),
             *(f"- {t}" for t in page.tiers),
             *([""] if page.tiers else []),
             f"**{page.headline}**",
@@ -164,6 +175,7 @@ def build(
 class _Verdicts:
     """What the page and the summary say, in the order they say it."""
 
+    recommendation: list[str]  # per tier and shape: what to deploy, and what it buys
     tiers: list[str]  # one sentence per SLO tier
     headline: str
     frontier: list[str]  # who leads where on the frontier, one sentence per workload shape
@@ -428,6 +440,13 @@ def _html(campaign_id: str, f: dict[str, pl.DataFrame], figures: dict[str, Path]
         else ""
     )
     points = "".join(f"<li>{html.escape(p)}</li>" for p in page.points)
+    recommendation = (
+        '<section id="recommendation"><h2>Recommendation</h2><ul class="tiers">'
+        + "".join(f"<li>{html.escape(r)}</li>" for r in page.recommendation)
+        + "</ul></section>"
+        if page.recommendation
+        else ""
+    )
     frontier = "".join(f"<li>{html.escape(s)}</li>" for s in page.frontier)
     order = list(CAPTIONS)
     others = "".join(
@@ -444,6 +463,7 @@ def _html(campaign_id: str, f: dict[str, pl.DataFrame], figures: dict[str, Path]
 <p>Profile <b>{html.escape(str(campaign.get("profile_name", "")))}</b>, started
 {html.escape(str(campaign.get("started_at", "")))},
 git {html.escape(str(campaign.get("git_sha")))}.</p>
+{recommendation}
 <section id="verdicts">
 <h2>Verdict</h2>
 {tiers}

@@ -12,6 +12,7 @@ import yaml
 from pdpipeline.kvcache import KVLayout, kv_layout, load_config
 from pdpipeline.profile import Profile, profile_from_text
 from pdpipeline.report.compare import KvLink, compare, link_between, with_current_columns
+from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 from pdpipeline.warehouse.store import Warehouse
@@ -25,9 +26,7 @@ def campaign_comparison(
 
     `layout` (of the KV cache) predicts KV bytes per prompt; without it, the model config named
     by the campaign's profile is read when it is here."""
-    runs = with_current_columns(
-        warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
-    )
+    runs = grid_runs(warehouse, campaign_id)
     hosts = warehouse.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign_id])
     text = warehouse.query(
         "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
@@ -64,9 +63,7 @@ def _links(profile: Profile, hosts: pl.DataFrame) -> dict[str | None, KvLink | N
 def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     """The tables a campaign's report derives from its runs and requests: the comparison per
     point, the goodput per SLO tier, and the regime map."""
-    runs = with_current_columns(
-        warehouse.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign_id])
-    )
+    runs = grid_runs(warehouse, campaign_id)
     # Every column but the inter-token gaps, which are the bulk of the table and unused here.
     requests = warehouse.query(
         "SELECT * EXCLUDE (itl_s) FROM requests WHERE campaign_id = ?", [campaign_id]
@@ -75,11 +72,23 @@ def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
         "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
     )["profile_text"]
     tiers = campaign_tiers(text[0] if text.len() else None, runs)
+    goodput = goodput_by_tier(runs, requests, tiers)
     return {
         "comparison": campaign_comparison(warehouse, campaign_id),
-        "slo_goodput": goodput_by_tier(runs, requests, tiers),
+        "slo_goodput": goodput,
         "regime_map": regime_map(runs, requests),
+        "recommendations": recommendations(goodput, campaign_id),
     }
+
+
+def grid_runs(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:
+    """The campaign's runs of its workload matrix: a rate search's runs sit at rates of their
+    own per series, so they are compared nowhere; their answer is `slo_capacity`."""
+    return with_current_columns(
+        warehouse.query(
+            "SELECT * FROM runs WHERE campaign_id = ? AND searched_for IS NULL", [campaign_id]
+        )
+    )
 
 
 def store_analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:

@@ -104,6 +104,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE regime_map ADD COLUMN IF NOT EXISTS challenger_engine_variant VARCHAR;
         """,
     ),
+    Migration(
+        7,
+        "recommendations and search_rounds",
+        # New tables only: schema.sql, run before the steps, creates them in an older file.
+        "",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

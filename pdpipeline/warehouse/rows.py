@@ -315,6 +315,41 @@ class SloCapacityRow:
     probes: Json  # [[rate, attainment], ...] in the order measured
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RecommendationRow:
+    """Per SLO tier and shape: the setup to deploy and what it buys over replicas
+    (report/recommend.py), from one campaign or a search's rounds pooled."""
+
+    campaign_id: str
+    tier: str
+    ttft_ms: float | None
+    tpot_ms: float | None
+    attainment: float
+    input_len: str
+    output_len: str
+    verdict: str  # "disaggregated", "replicated", "tie" or "none" (no setup meets the tier)
+    setup: str | None  # the best disaggregated setup's label (the winner's, when none meets it)
+    rival: str | None  # the best replicated setup on as many devices
+    ratio: float | None  # setup's goodput per GPU over rival's, each at its best load
+    ratio_low: float | None
+    ratio_high: float | None
+    sentence: str
+    evidence: Json  # run ids of both at their best loads
+    campaigns: Json  # the campaigns whose runs were pooled
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SearchRoundRow:
+    """One round of a search (search.py): round 0 is the profile's own campaign."""
+
+    campaign_id: str  # the search's: its round 0
+    round: int
+    round_campaign_id: str
+    seconds: float
+    runs: int
+    deciders: Json  # [{input_len, output_len, layout, concurrency, reason}, ...]
+
+
 Row = (
     CampaignRow
     | HostRow
@@ -327,6 +362,8 @@ Row = (
     | SloGoodputRow
     | RegimeMapRow
     | SloCapacityRow
+    | RecommendationRow
+    | SearchRoundRow
 )
 
 ROW_CLASSES: dict[str, type[Row]] = {
@@ -341,6 +378,8 @@ ROW_CLASSES: dict[str, type[Row]] = {
     "slo_goodput": SloGoodputRow,
     "regime_map": RegimeMapRow,
     "slo_capacity": SloCapacityRow,
+    "recommendations": RecommendationRow,
+    "search_rounds": SearchRoundRow,
 }
 
 _DTYPES: dict[type, pl.DataType] = {

@@ -293,3 +293,36 @@ CREATE TABLE IF NOT EXISTS slo_capacity (
     bound                VARCHAR NOT NULL CHECK (bound IN ('found', 'below_min', 'above_max', 'budget_spent')),
     probes               JSON NOT NULL   -- [[rate, attainment], ...] in the order measured
 );
+
+-- Per SLO tier and shape, the setup to deploy (report/recommend.py): verdict 'disaggregated'
+-- (the best disaggregated setup serves more per GPU than the best replicas on as many devices),
+-- 'replicated', 'tie' (the interval on the ratio holds 1) or 'none' (no setup meets the tier).
+-- A search stores its rounds pooled under its first campaign's id.
+CREATE TABLE IF NOT EXISTS recommendations (
+    campaign_id   VARCHAR NOT NULL,
+    tier          VARCHAR NOT NULL,
+    ttft_ms       DOUBLE,
+    tpot_ms       DOUBLE,
+    attainment    DOUBLE NOT NULL,
+    input_len     VARCHAR NOT NULL,
+    output_len    VARCHAR NOT NULL,
+    verdict       VARCHAR NOT NULL,
+    setup         VARCHAR,
+    rival         VARCHAR,
+    ratio         DOUBLE,
+    ratio_low     DOUBLE,
+    ratio_high    DOUBLE,
+    sentence      VARCHAR NOT NULL,
+    evidence      JSON NOT NULL,   -- run ids of both setups at their best loads
+    campaigns     JSON NOT NULL    -- the campaigns pooled
+);
+
+-- The rounds of a search (search.py), under its first campaign's id.
+CREATE TABLE IF NOT EXISTS search_rounds (
+    campaign_id        VARCHAR NOT NULL,
+    round              INTEGER NOT NULL,
+    round_campaign_id  VARCHAR NOT NULL,
+    seconds            DOUBLE NOT NULL,
+    runs               INTEGER NOT NULL,
+    deciders           JSON NOT NULL
+);
