@@ -9,8 +9,8 @@ from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.report.build import build
 from pdpipeline.report.campaign import store_analysis
-from pdpipeline.report.compare import arm_label
 from pdpipeline.report.regression import regime_changes, regressions
+from pdpipeline.report.series import Series
 
 
 class ReportConfig(dg.Config):
@@ -98,7 +98,7 @@ def _regression_text(regressed, moved, threshold: float) -> str:
         first = regressed.row(0, named=True)
         lines.append(
             f"{regressed.height} regression(s) beyond {threshold:.0%} against "
-            f"{first['previous']}, e.g. {arm_label(first['arm'], first['variant'])} "
+            f"{first['previous']}, e.g. {Series.of(first).label} "
             f"{first['metric']} {first['change']:+.0%} at {first['input_len']}/"
             f"{first['output_len']}"
         )
@@ -108,7 +108,7 @@ def _regression_text(regressed, moved, threshold: float) -> str:
             f"{moved.height} regime map cell(s) changed winner against {cell['previous']}, e.g. "
             f"at {cell['input_len']}/{cell['output_len']}, TTFT <= {round(cell['ttft_ms'], 1):g} "
             f"ms and TPOT <= {round(cell['tpot_ms'], 1):g} ms: "
-            f"{arm_label(cell['winner_arm_before'], cell['winner_variant_before'])} before, "
-            f"{arm_label(cell['winner_arm'], cell['winner_variant'])} now"
+            f"{Series.of(cell, 'winner_', '_before').label} before, "
+            f"{Series.of(cell, 'winner_').label} now"
         )
     return "; ".join(lines)
