@@ -9,6 +9,7 @@ import asyncio
 import json
 import math
 import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -434,6 +435,7 @@ def _collect(
             **series,
             engine_args=json.dumps(list(plan.engine.vllm_args)) if plan.engine else None,
             searched_for=point.searched_for,
+            backend_requests=json.dumps(backend_requests(run.records)),
         )
     )
     for record in run.records:
@@ -468,6 +470,22 @@ def _collect(
                 **series,
             )
         )
+
+
+def backend_requests(records: Iterable) -> dict[str, dict[str, int]]:
+    """Requests each backend served, per role, from the proxy's served-by header: 'URL' for a
+    standalone backend, 'prefill=URL;decode=URL' for a disaggregated pair."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        if not record.served_by:
+            continue  # failed before any backend answered
+        if "=" not in record.served_by:
+            counts["standalone"][record.served_by] += 1
+            continue
+        for part in record.served_by.split(";"):
+            role, _, url = part.partition("=")
+            counts[role][url] += 1
+    return {role: dict(sorted(c.items())) for role, c in sorted(counts.items())}
 
 
 def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict[str, float]:

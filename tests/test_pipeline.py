@@ -160,6 +160,16 @@ def test_campaign_writes_every_series_of_layouts_engine_and_handoff_variants(cam
     assert list(runs.select("arm", "layout", "engine_variant", "variant").iter_rows()) == series
     assert runs["valid"].all()
     assert runs["gpus"].to_list() == [2, 2, 2, 2, 2, 2, 1, 1]
+    # The proxy spreads a role's requests evenly: 6 per run over 2 replicas, 3 each.
+    replicated = warehouse.query("SELECT backend_requests FROM runs WHERE arm = 'replicated'")
+    for counts in replicated["backend_requests"]:
+        assert sorted(json.loads(counts)["standalone"].values()) == [3, 3]
+    pairs = warehouse.query("SELECT backend_requests FROM runs WHERE arm = 'disaggregated'")
+    for counts in pairs["backend_requests"]:
+        assert {role: sum(c.values()) for role, c in json.loads(counts).items()} == {
+            "prefill": 6,
+            "decode": 6,
+        }
     assert {json.loads(a)[1] for a in runs["engine_args"]} == {"32", "128"}
     assert warehouse.query("SELECT count(*) AS n FROM requests")["n"][0] == 8 * 6
     comparison = warehouse.query(

@@ -12,7 +12,13 @@ from pdpipeline.loadgen.metrics import MetricDelta
 from pdpipeline.loadgen.stats import summarize
 from pdpipeline.plan import plan_arms
 from pdpipeline.profile import Profile
-from pdpipeline.runner import ArmResult, _collect, kv_transfer_figures, workload_points
+from pdpipeline.runner import (
+    ArmResult,
+    _collect,
+    backend_requests,
+    kv_transfer_figures,
+    workload_points,
+)
 from pdpipeline.serving.protocol import KV_PARAMS_MISSING_TOTAL
 from tests.support.local import local_profile_data
 
@@ -113,3 +119,17 @@ def test_every_point_is_measured_repeats_times_in_order(profile):
     assert len(points) == len(workload.points) * len(workload.concurrency) * workload.repeats
     assert [p.repeat for p in points[: workload.repeats]] == list(range(workload.repeats))
     assert len({p.key for p in points}) == len(points)  # every run gets its own prompts
+
+
+def test_backend_requests_count_each_role_of_a_pair_and_skip_unanswered():
+    pair = "prefill=http://a:1;decode=http://b:2"
+    other = "prefill=http://a:3;decode=http://b:2"
+    records = [
+        RequestRecord(index=i, request_id=str(i), sent_at=0.0, served_by=served)
+        for i, served in enumerate([pair, other, pair, "", "http://c:4"])
+    ]
+    assert backend_requests(records) == {
+        "decode": {"http://b:2": 3},
+        "prefill": {"http://a:1": 2, "http://a:3": 1},
+        "standalone": {"http://c:4": 1},
+    }

@@ -110,6 +110,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         # New tables only: schema.sql, run before the steps, creates them in an older file.
         "",
     ),
+    Migration(
+        8,
+        "runs: requests per backend of each role",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS backend_requests JSON;",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -139,6 +139,7 @@ class RunRow:
     engine_variant: str | None
     engine_args: Json | None  # the engine variant's vLLM arguments, applied to every arm
     searched_for: str | None  # the SLO tier a rate search measured this run for
+    backend_requests: Json | None  # {role: {backend url: requests served}}
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

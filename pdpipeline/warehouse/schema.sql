@@ -111,7 +111,10 @@ CREATE TABLE IF NOT EXISTS runs (
     engine_variant             VARCHAR,
     engine_args                JSON,
     -- The SLO tier a rate search measured this run for; NULL for the workload matrix's runs.
-    searched_for               VARCHAR
+    searched_for               VARCHAR,
+    -- Requests each backend served, per role: {"decode": {"http://...": 12, ...}, ...}; the
+    -- proxy round-robins within a role, so the counts of a role differ by at most one.
+    backend_requests           JSON
 );
 
 CREATE TABLE IF NOT EXISTS requests (
