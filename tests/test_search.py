@@ -241,3 +241,38 @@ def test_search_of_a_profile_without_both_arms_is_one_line(tmp_path, tiny_model,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "needs the replicated and disaggregated arms" in err
+
+
+def test_the_search_job_runs_round_0_through_the_pipeline(tmp_path, tiny_model):
+    """The job's wiring, on the pipeline itself: round 0 is a campaign partition, and a profile
+    whose model is missing stops it at hardware_check, before any server, naming the cause."""
+    import dagster as dg
+
+    from pdpipeline.definitions import defs
+    from pdpipeline.defs.partitions import campaigns
+
+    data = search_profile(tiny_model)
+    data["model"] |= {"dir": str(tmp_path / "no-such-model"), "tokenizer": str(tiny_model)}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("search").execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {"crossover_search": {"config": {"budget_minutes": 5}}},
+            "resources": {
+                "profile": {"config": {"path": str(path)}},
+                "warehouse": {"config": {"path": str(tmp_path / "w.duckdb")}},
+                "cluster": {"config": {"log_dir": str(tmp_path / "logs")}},
+            },
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    cause = failure.step_failure_data.error.cause
+    assert cause.cls_name == "CampaignFailedError"
+    assert "no-such-model not found" in cause.message
+    (partition,) = instance.get_dynamic_partitions(campaigns.name)
+    assert partition.startswith("test-local-")
+    assert not (tmp_path / "logs").exists()
