@@ -14,6 +14,7 @@ from pdpipeline.serving.protocol import (
     HANDOFF_TIMING,
     KV_BLOCKS_HEADER,
     PREFILL_TIMING,
+    PROXY_TIMING,
     REQUEST_ID_HEADER,
     SERVED_BY_HEADER,
     TIMING_HEADER,
@@ -46,7 +47,9 @@ class RequestRecord:
     expected_output_tokens: int = 0
     status: int | None = None
     error: str | None = None
-    # Disaggregated handoff, from the proxy: prefill leg, prefill answer -> decode's first byte.
+    # From the proxy: its time from arrival to first byte; of a disaggregated handoff, the prefill
+    # leg and prefill answer -> decode's first byte.
+    proxy_s: float | None = None
     prefill_s: float | None = None
     handoff_s: float | None = None
     kv_blocks: int | None = None
@@ -138,6 +141,7 @@ class Client:
                 record.status = response.status
                 record.served_by = response.headers.get(SERVED_BY_HEADER, "")
                 timings = server_timing(response.headers.get(TIMING_HEADER, ""))
+                record.proxy_s = timings.get(PROXY_TIMING)
                 record.prefill_s = timings.get(PREFILL_TIMING)
                 record.handoff_s = timings.get(HANDOFF_TIMING)
                 if blocks := response.headers.get(KV_BLOCKS_HEADER):

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVED_BY_HEADER = "X-Served-By"
-# Per request of the disaggregated arm: the prefill leg's duration and the wait from the prefill's
-# answer to decode's first byte (KV transfer plus one decode step), in ms; and the KV blocks the
-# prefill offered.
+# Per request: the proxy's own time from the request's arrival to the answer's first byte; and, of
+# the disaggregated arm, the prefill leg's duration and the wait from the prefill's answer to
+# decode's first byte (KV transfer plus one decode step), in ms; and the KV blocks the prefill
+# offered.
 TIMING_HEADER = "Server-Timing"
 KV_BLOCKS_HEADER = "X-KV-Blocks"
+PROXY_TIMING = "proxy"
 PREFILL_TIMING = "prefill"
 HANDOFF_TIMING = "handoff"
 

@@ -45,6 +45,7 @@ from pdpipeline.serving.protocol import (
     LEG_SECONDS_METRIC,
     LEG_TIMEOUTS_METRIC,
     PREFILL_TIMING,
+    PROXY_TIMING,
     REQUEST_ID_HEADER,
     REQUESTS_METRIC,
     SERVED_BY_HEADER,
@@ -66,6 +67,15 @@ PREFILL_KV_PARAMS = {
 
 # Headers that describe one hop's connection, never forwarded.
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "host"}
+# An idle upstream connection is dropped before vLLM's server closes it (5 s,
+# VLLM_HTTP_TIMEOUT_KEEP_ALIVE): one reused just as the server closes it fails the request with
+# a reset or "Can not write request body". A burst leaves hundreds idle, and the next run's first
+# requests pick them up about 5 s later.
+UPSTREAM_KEEPALIVE_S = 3.0
+
+
+# Where a request's arrival time is kept on the aiohttp request, for its Server-Timing.
+ARRIVED = web.RequestKey("arrived", float)
 
 
 class UpstreamError(Exception):
@@ -245,7 +255,11 @@ class Proxy:
                         Backend(
                             url.rstrip("/"),
                             aiohttp.ClientSession(
-                                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                                connector=aiohttp.TCPConnector(
+                                    limit=0,
+                                    ttl_dns_cache=None,
+                                    keepalive_timeout=UPSTREAM_KEEPALIVE_S,
+                                ),
                                 timeout=timeout,
                                 cookie_jar=aiohttp.DummyCookieJar(),
                             ),
@@ -279,6 +293,7 @@ class Proxy:
         return web.Response(status=upstream.status, body=body, content_type="application/json")
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
+        request[ARRIVED] = time.perf_counter()
         request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         raw = await request.read()
         try:
@@ -405,7 +420,7 @@ class Proxy:
                         k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS
                     }
                     | {REQUEST_ID_HEADER: request_id, SERVED_BY_HEADER: served_by}
-                    | _handoff_headers(prefill_leg)
+                    | _timing_headers(request[ARRIVED], prefill_leg)
                 )
                 await response.prepare(request)
                 await response.write(first)
@@ -448,19 +463,20 @@ class Proxy:
         return UpstreamError(502, _error_body(f"backend {backend.url} unreachable: {error}", 502))
 
 
-def _handoff_headers(prefill_leg: asyncio.Future[PrefillAnswer] | None) -> dict[str, str]:
-    if prefill_leg is None or not prefill_leg.done() or prefill_leg.exception() is not None:
-        return {}
-    answer = prefill_leg.result()
-    handoff_s = time.perf_counter() - answer.finished_at
-    headers = {
-        TIMING_HEADER: server_timing_header(
-            {PREFILL_TIMING: answer.seconds, HANDOFF_TIMING: handoff_s}
-        )
-    }
-    if answer.kv_blocks is not None:
-        headers[KV_BLOCKS_HEADER] = str(answer.kv_blocks)
-    return headers
+def _timing_headers(
+    arrived: float, prefill_leg: asyncio.Future[PrefillAnswer] | None
+) -> dict[str, str]:
+    """The Server-Timing of the first byte: the proxy's time since the request arrived, and
+    after a prefill leg that leg's and the handoff's."""
+    now = time.perf_counter()
+    timings = {PROXY_TIMING: now - arrived}
+    headers = {}
+    if prefill_leg is not None and prefill_leg.done() and prefill_leg.exception() is None:
+        answer = prefill_leg.result()
+        timings |= {PREFILL_TIMING: answer.seconds, HANDOFF_TIMING: now - answer.finished_at}
+        if answer.kv_blocks is not None:
+            headers[KV_BLOCKS_HEADER] = str(answer.kv_blocks)
+    return headers | {TIMING_HEADER: server_timing_header(timings)}
 
 
 async def _first_chunk(

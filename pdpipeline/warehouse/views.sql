@@ -94,3 +94,47 @@ CREATE OR REPLACE VIEW slo_best AS
     FROM slo_goodput WHERE best
     GROUP BY campaign_id, tier, ttft_ms, tpot_ms, attainment_target, arm, layout, engine_variant,
              variant, input_len, output_len, concurrency, request_rate;
+
+-- Where a disaggregated request's time goes, per run: the medians of the proxy's timing of each
+-- request started in the steady window (prefill leg; prefill answer -> decode's first byte; its
+-- own arrival -> first byte) and the client's TTFT and decode time, beside the engines' means for
+-- the run (queue and prefill compute on the prefill instances, KV post and transfer per transfer,
+-- queue on the decode instances). Medians and means of different requests: the parts tell where
+-- the time goes, they are not meant to add up exactly.
+CREATE OR REPLACE VIEW handoff_breakdown AS
+    WITH proxy AS (
+        SELECT run_id, count(*) AS requests,
+               median(ttft_s) AS ttft_s, median(prefill_s) AS prefill_leg_s,
+               median(handoff_s) AS handoff_s, median(proxy_s) AS proxy_s,
+               median(ttft_s - proxy_s) AS client_to_proxy_s, median(e2e_s - ttft_s) AS decode_s
+        FROM requests
+        WHERE arm = 'disaggregated' AND ok AND coalesce(in_window, true)
+        GROUP BY run_id
+    ), engines AS (
+        SELECT run_id,
+               sum(delta) FILTER (WHERE name = 'vllm:request_queue_time_seconds_sum'
+                                  AND server LIKE '%-prefill-%')
+               / nullif(sum(delta) FILTER (WHERE name = 'vllm:request_queue_time_seconds_count'
+                                           AND server LIKE '%-prefill-%'), 0) AS prefill_queue_s,
+               sum(delta) FILTER (WHERE name = 'vllm:request_prefill_time_seconds_sum'
+                                  AND server LIKE '%-prefill-%')
+               / nullif(sum(delta) FILTER (WHERE name = 'vllm:request_prefill_time_seconds_count'
+                                           AND server LIKE '%-prefill-%'), 0) AS prefill_compute_s,
+               sum(delta) FILTER (WHERE name = 'vllm:nixl_post_time_seconds_sum')
+               / nullif(sum(delta) FILTER (WHERE name = 'vllm:nixl_post_time_seconds_count'), 0)
+                   AS kv_post_s,
+               sum(delta) FILTER (WHERE name = 'vllm:request_queue_time_seconds_sum'
+                                  AND server LIKE '%-decode-%')
+               / nullif(sum(delta) FILTER (WHERE name = 'vllm:request_queue_time_seconds_count'
+                                           AND server LIKE '%-decode-%'), 0) AS decode_queue_s
+        FROM server_metrics WHERE arm = 'disaggregated'
+        GROUP BY run_id
+    )
+    SELECT r.campaign_id, r.run_id, r.layout, r.engine_variant, r.variant, r.input_len,
+           r.output_len, r.concurrency, r.request_rate, r.repeat, p.requests, p.ttft_s,
+           p.client_to_proxy_s, p.proxy_s, p.prefill_leg_s, e.prefill_queue_s,
+           e.prefill_compute_s, p.handoff_s, e.kv_post_s,
+           r.kv_xfer_time_s / nullif(r.kv_transfers, 0) AS kv_transfer_s,
+           e.decode_queue_s, p.decode_s
+    FROM runs r JOIN proxy p USING (run_id) LEFT JOIN engines e USING (run_id)
+    WHERE r.valid;
