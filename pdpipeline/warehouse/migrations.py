@@ -115,6 +115,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "runs: requests per backend of each role",
         "ALTER TABLE runs ADD COLUMN IF NOT EXISTS backend_requests JSON;",
     ),
+    Migration(
+        9,
+        "kv_cost_model and kv_cost_fit: the KV transfer cost model per link and per run",
+        # New tables only: schema.sql, run before the steps, creates them in an older file.
+        "",
+    ),
+    Migration(
+        10,
+        "requests: the proxy's time from arrival to first byte",
+        "ALTER TABLE requests ADD COLUMN IF NOT EXISTS proxy_s DOUBLE;",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

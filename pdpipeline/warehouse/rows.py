@@ -67,7 +67,7 @@ class KvCacheRow:
     architecture: str | None
     kv_dtype: str | None
     link: str
-    link_source: str  # "host" (found by hardware_check) or "catalogue"
+    link_source: str  # "host" (found by hardware_check), "catalogue", "model"
     link_gbit_per_s: float | None
     predicted_seconds: float | None
 
@@ -171,6 +171,7 @@ class RequestRow:
     in_window: bool | None
     layout: str | None
     engine_variant: str | None
+    proxy_s: float | None  # the proxy's time from the request's arrival to its first byte
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,6 +352,48 @@ class SearchRoundRow:
     deciders: Json  # [{input_len, output_len, layout, concurrency, reason}, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KvCostModelRow:
+    """Per KV link: the time of one NIXL transfer as fixed + per descriptor + per byte, fitted
+    over a campaign's healthy runs (report/kvcost.py)."""
+
+    campaign_id: str
+    link: str | None  # as comparison.kv_link names it; None: not found by hardware_check
+    link_gbyte_per_s: float | None  # its nominal rate
+    fixed_s: float
+    per_descriptor_s: float
+    per_byte_s: float
+    n_runs: int
+    n_settings: int  # (layout, engine variant, handoff variant) combinations fitted over
+    block_sizes: Json  # [16, 128]: the block sizes fitted over
+    descriptors_source: str  # "metric", "estimate" or "mixed"
+    r2: float | None
+    held_out_error: float | None  # median |relative error|, each setting fitted without it
+    achieved_gbyte_per_s: float | None  # median over the runs fitted
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KvCostFitRow:
+    """One disaggregated run's time per KV transfer, measured and as its link's cost model
+    predicts it, and whether its transport is degraded (report/kvcost.py)."""
+
+    campaign_id: str
+    run_id: str
+    link: str | None
+    layout: str | None
+    engine_variant: str | None
+    variant: str | None
+    block_size: int
+    bytes_per_transfer: float
+    descriptors_per_transfer: float
+    descriptors_source: str  # "metric" (vllm:nixl_num_descriptors) or "estimate"
+    measured_s: float
+    predicted_s: float | None  # the link's model; None: too few runs for one
+    held_out_predicted_s: float | None  # the model fitted without the run's setting
+    degraded: bool
+    degraded_reason: str | None
+
+
 Row = (
     CampaignRow
     | HostRow
@@ -365,6 +408,8 @@ Row = (
     | SloCapacityRow
     | RecommendationRow
     | SearchRoundRow
+    | KvCostModelRow
+    | KvCostFitRow
 )
 
 ROW_CLASSES: dict[str, type[Row]] = {
@@ -381,6 +426,8 @@ ROW_CLASSES: dict[str, type[Row]] = {
     "slo_capacity": SloCapacityRow,
     "recommendations": RecommendationRow,
     "search_rounds": SearchRoundRow,
+    "kv_cost_model": KvCostModelRow,
+    "kv_cost_fit": KvCostFitRow,
 }
 
 _DTYPES: dict[type, pl.DataType] = {

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS kv_cache (
     architecture       VARCHAR,
     kv_dtype           VARCHAR,
     link               VARCHAR NOT NULL,
-    link_source        VARCHAR NOT NULL,   -- 'host' (found by hardware_check) or 'catalogue'
+    link_source        VARCHAR NOT NULL,   -- 'host' (found by hardware_check), 'catalogue' or 'model' (kvcost)
     link_gbit_per_s    DOUBLE,
     predicted_seconds  DOUBLE
 );
@@ -149,7 +149,8 @@ CREATE TABLE IF NOT EXISTS requests (
     queue_s                 DOUBLE,
     in_window               BOOLEAN,    -- started inside its run's steady window
     layout                  VARCHAR,
-    engine_variant          VARCHAR
+    engine_variant          VARCHAR,
+    proxy_s                 DOUBLE      -- the proxy's time from arrival to the first byte out
 );
 
 CREATE TABLE IF NOT EXISTS server_metrics (
@@ -328,4 +329,45 @@ CREATE TABLE IF NOT EXISTS search_rounds (
     seconds            DOUBLE NOT NULL,
     runs               INTEGER NOT NULL,
     deciders           JSON NOT NULL
+);
+
+-- Per KV link, the time of one NIXL transfer: fixed_s + per_descriptor_s x descriptors +
+-- per_byte_s x bytes, a non-negative least-squares fit over the campaign's healthy
+-- disaggregated runs (report/kvcost.py); held_out_error: the median |relative error| of each
+-- setting predicted by the fit on the link's other settings.
+CREATE TABLE IF NOT EXISTS kv_cost_model (
+    campaign_id           VARCHAR NOT NULL,
+    link                  VARCHAR,
+    link_gbyte_per_s      DOUBLE,
+    fixed_s               DOUBLE NOT NULL,
+    per_descriptor_s      DOUBLE NOT NULL,
+    per_byte_s            DOUBLE NOT NULL,
+    n_runs                INTEGER NOT NULL,
+    n_settings            INTEGER NOT NULL,
+    block_sizes           JSON NOT NULL,
+    descriptors_source    VARCHAR NOT NULL,   -- 'metric', 'estimate' or 'mixed'
+    r2                    DOUBLE,
+    held_out_error        DOUBLE,
+    achieved_gbyte_per_s  DOUBLE
+);
+
+-- Per disaggregated run: seconds per KV transfer measured, as the link's model predicts them,
+-- and as the model fitted without the run's setting does; degraded: the transport did far
+-- worse than the model allows (report/kvcost.py says when), kept out of the tier verdicts.
+CREATE TABLE IF NOT EXISTS kv_cost_fit (
+    campaign_id               VARCHAR NOT NULL,
+    run_id                    VARCHAR NOT NULL,
+    link                      VARCHAR,
+    layout                    VARCHAR,
+    engine_variant            VARCHAR,
+    variant                   VARCHAR,
+    block_size                INTEGER NOT NULL,
+    bytes_per_transfer        DOUBLE NOT NULL,
+    descriptors_per_transfer  DOUBLE NOT NULL,
+    descriptors_source        VARCHAR NOT NULL,   -- 'metric' or 'estimate'
+    measured_s                DOUBLE NOT NULL,
+    predicted_s               DOUBLE,
+    held_out_predicted_s      DOUBLE,
+    degraded                  BOOLEAN NOT NULL,
+    degraded_reason           VARCHAR
 );
