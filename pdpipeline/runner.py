@@ -276,25 +276,34 @@ async def _search_rates(
     for shape in workload.points:
         input_len, output_len = Lengths.parse(shape.input_len), Lengths.parse(shape.output_len)
         runs: dict[float, Measured] = {}
-        for tier_name, tier in tiers.items():
-            run_at = _open_loop_at(measure, workload, input_len, output_len, tier_name)
-            capacity = await search_capacity(
-                tier_measure(run_at, runs, tier),
-                tier.attainment,
-                search.min_rate,
-                search.max_rate,
-                search.steps,
-                search.growth,
-                search.tolerance,
-                known=known_attainments(runs, tier),
-            )
-            row = _capacity_row(campaign_id, plan, shape, tier_name, tier, capacity)
-            result.slo_capacity.append(row)
-            found = "none" if row.max_rate is None else f"{row.max_rate:.3g} req/s"
-            progress(
-                f"[{plan.key}] in{input_len}-out{output_len} {tier_name}: highest rate meeting "
-                f"the tier {found} ({capacity.bound}, {len(capacity.probes)} rate(s))"
-            )
+        try:
+            for tier_name, tier in tiers.items():
+                run_at = _open_loop_at(measure, workload, input_len, output_len, tier_name)
+                capacity = await search_capacity(
+                    tier_measure(run_at, runs, tier),
+                    tier.attainment,
+                    search.min_rate,
+                    search.max_rate,
+                    search.steps,
+                    search.growth,
+                    search.tolerance,
+                    known=known_attainments(runs, tier),
+                )
+                row = _capacity_row(campaign_id, plan, shape, tier_name, tier, capacity)
+                result.slo_capacity.append(row)
+                found = "none" if row.max_rate is None else f"{row.max_rate:.3g} req/s"
+                progress(
+                    f"[{plan.key}] in{input_len}-out{output_len} {tier_name}: highest rate "
+                    f"meeting the tier {found} ({capacity.bound}, {len(capacity.probes)} rate(s))"
+                )
+        except InvalidSearchRun as e:
+            # A failed request makes a run invalid, never a result: the arm's check reports the
+            # run, and the tiers of the shape not yet searched get no capacity.
+            progress(f"[{plan.key}] in{input_len}-out{output_len}: rate search stopped: {e}")
+
+
+class InvalidSearchRun(Exception):
+    """A run of the rate search had a failed or short request."""
 
 
 def _open_loop_at(
@@ -313,6 +322,8 @@ def _open_loop_at(
             max_concurrency=workload.max_concurrency,
         )
         run = await measure(Point(input_len, output_len, load, 0, tier_name))
+        if not run.summary["valid"]:
+            raise InvalidSearchRun(f"the run at {rate:.3g} req/s is invalid")
         return Measured(run.records, _window(run.summary))
 
     return run_at
