@@ -6,9 +6,13 @@ import dagster as dg
 
 from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
-from pdpipeline.kvcache import LINK_CATALOGUE, Link, kv_layout, kv_rows, load_config
+from pdpipeline.kvcache import LINK_CATALOGUE, KVLayout, Link, kv_layout, kv_rows, load_config
+from pdpipeline.profile import Profile
+from pdpipeline.report.campaign import kv_links
 from pdpipeline.report.compare import fixed_length
+from pdpipeline.report.kvcost import block_size, latest_model, predict
 from pdpipeline.warehouse.rows import KvCacheRow
+from pdpipeline.warehouse.store import Warehouse
 
 STANDARD_TOKENS = (128, 512, 1024, 2048, 4096, 8192, 32768)
 
@@ -17,7 +21,8 @@ STANDARD_TOKENS = (128, 512, 1024, 2048, 4096, 8192, 32768)
 def kv_cache_analysis(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """KV cache bytes from the model config, and their transfer time over found and common links."""
+    """KV cache bytes from the model config, and their transfer time over found and common links
+    and by the profile's latest KV transfer cost model of each found link."""
     campaign = stored_campaign(context, warehouse)
     profile = campaign.profile
     config = load_config(Path(profile.model.tokenizer_dir))
@@ -51,11 +56,11 @@ def kv_cache_analysis(
         )
         for row in kv_rows(layout, tokens, [*found, *LINK_CATALOGUE])
     ]
+    rows += modelled_rows(warehouse.store, campaign.id, profile, layout, tokens)
     warehouse.store.replace({"kv_cache": rows}, where={"campaign_id": campaign.id})
-    lines = [
-        "| tokens | MiB | " + " | ".join(link.name for link in [*found, *LINK_CATALOGUE]) + " |"
-    ]
-    lines.append("|---" * (2 + len(found) + len(LINK_CATALOGUE)) + "|")
+    names = list(dict.fromkeys(r.link for r in rows))
+    lines = ["| tokens | MiB | " + " | ".join(names) + " |"]
+    lines.append("|---" * (2 + len(names)) + "|")
     for n in tokens:
         cells = [r for r in rows if r.tokens == n]
         times = " | ".join(f"{r.predicted_seconds * 1000:.2f} ms" for r in cells)
@@ -68,3 +73,46 @@ def kv_cache_analysis(
             "predicted": dg.MetadataValue.md("\n".join(lines)),
         },
     )
+
+
+def modelled_rows(
+    store: Warehouse, campaign_id: str, profile: Profile, layout: KVLayout, tokens: list[int]
+) -> list[KvCacheRow]:
+    """Transfer times by the most recent cost model this profile's campaigns fitted for each
+    KV link of this campaign (report/kvcost.py; this campaign's own once its report ran), at
+    each block size its engine variants give: rows of link_source 'model', the link named with
+    the block size and the campaign that fitted it. None before any campaign fitted one."""
+    hosts = store.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign_id])
+    links = {link.name: link for link in kv_links(profile, hosts).values() if link is not None}
+    sizes = sorted(
+        {
+            block_size([*profile.vllm.extra_args, *(e.vllm_args if e else [])])
+            for e in profile.engines
+        }
+    )
+    rows = []
+    for link in links.values():
+        model = latest_model(store, profile.name, link.name)
+        if model is None:
+            continue
+        for size in sizes:
+            if len(model.block_sizes) == 1 and size not in model.block_sizes:
+                continue  # fitted on one block size: another's descriptor cost is unknown
+            rows += [
+                KvCacheRow(
+                    campaign_id=campaign_id,
+                    tokens=n,
+                    bytes=layout.bytes_for(n),
+                    bytes_per_token=layout.bytes_per_token,
+                    architecture=layout.architecture,
+                    kv_dtype=layout.dtype,
+                    link=f"{link.name}, block {size}, cost model of {model.campaign_id}",
+                    link_source="model",
+                    link_gbit_per_s=link.gbyte_per_s * 8,
+                    predicted_seconds=predict(
+                        model, n, size, layout.bytes_per_token, layout.num_layers
+                    ),
+                )
+                for n in tokens
+            ]
+    return rows

@@ -3,12 +3,14 @@
 import base64
 
 import dagster as dg
+import polars as pl
 
 from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.report.build import build
 from pdpipeline.report.campaign import store_analysis
+from pdpipeline.report.kvcost import degraded_runs
 from pdpipeline.report.regression import regime_changes, regressions
 from pdpipeline.report.series import Series
 
@@ -34,6 +36,13 @@ class ReportConfig(dg.Config):
             description="No arm lost per-GPU throughput or TTFT p50 beyond the threshold, and no "
             "cell of the regime map changed winner, since the previous campaign of the profile",
         ),
+        dg.AssetCheckSpec(
+            "kv_transport_not_degraded",
+            asset="comparison_report",
+            blocking=False,
+            description="No disaggregated run moved its KV cache far slower than the link's "
+            "fitted cost model allows (degraded runs are left out of the tier verdicts)",
+        ),
     ],
 )
 def comparison_report(
@@ -42,7 +51,8 @@ def comparison_report(
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
     campaign = stored_campaign(context, warehouse)
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign.id])
-    table = store_analysis(warehouse.store, campaign.id)["comparison"]
+    tables = store_analysis(warehouse.store, campaign.id)
+    table = tables["comparison"]
     link = table.drop_nulls("kv_link_gbyte_per_s").head(1)
     regressed = regressions(warehouse.store, campaign.id, config.regression_threshold)
     moved = regime_changes(warehouse.store, campaign.id)
@@ -83,7 +93,29 @@ def comparison_report(
                 passed=regressed.height == 0 and moved.height == 0,
                 description=_regression_text(regressed, moved, config.regression_threshold),
             ),
+            _transport_check(tables["kv_cost_fit"]),
         ],
+    )
+
+
+def _transport_check(fit: pl.DataFrame) -> dg.AssetCheckResult:
+    """Passed unless a run's KV transport is degraded (report/kvcost.py): the runs, each with
+    its reason."""
+    degraded = degraded_runs(fit)
+    if not fit.height:
+        text = "no KV transfer measured"
+    elif not degraded.height:
+        text = f"none of {fit.height} disaggregated runs degraded"
+    else:
+        text = f"{degraded.height} of {fit.height} disaggregated runs degraded: " + "; ".join(
+            f"{r['run_id']}: {r['degraded_reason']}" for r in degraded.iter_rows(named=True)
+        )
+    return dg.AssetCheckResult(
+        check_name="kv_transport_not_degraded",
+        passed=degraded.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=text,
+        metadata={"degraded_runs": dg.MetadataValue.json(degraded["run_id"].to_list())},
     )
 
 

@@ -11,9 +11,13 @@ from pathlib import Path
 import polars as pl
 
 from pdpipeline.report import plots
-from pdpipeline.report.campaign import campaign_comparison
+from pdpipeline.report.breakdown import breakdown
+from pdpipeline.report.breakdown import markdown as breakdown_markdown
+from pdpipeline.report.campaign import campaign_comparison, campaign_kv_cost, campaign_links
+from pdpipeline.report.capacity import capacity_sentences
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, markdown, with_current_columns
 from pdpipeline.report.frontier import frontier, frontier_sentences, leaders
+from pdpipeline.report.kvcost import RUN_FACTOR, SETTING_FACTOR, setting_residuals
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.series import Series
@@ -29,6 +33,9 @@ CAMPAIGN_TABLES = (
     "slo_goodput",
     "regime_map",
     "recommendations",
+    "kv_cost_model",
+    "kv_cost_fit",
+    "slo_capacity",
 )
 
 
@@ -45,6 +52,8 @@ CAPTIONS = {
     "goodput": "Goodput: requests/s meeting the SLO, against load",
     "latency_cdf": "TTFT and TPOT distributions at the highest load",
     "kv_transfer": "KV transfer: time per transfer against prediction, and GB/s against the link",
+    "kv_cost": "KV transfer cost model: each run's time per transfer against the link's fitted "
+    "fixed + per-descriptor + per-byte cost (hollow: fitted without the run's setting)",
     "history": "Best output tokens/s per GPU across this profile's campaigns",
 }
 
@@ -92,6 +101,13 @@ def load(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     if not frames["comparison"].height:
         # Its comparison_report has not run yet: compared here from its runs.
         frames["comparison"] = campaign_comparison(warehouse, campaign_id)
+    if not frames["kv_cost_fit"].height and (frames["runs"]["kv_transfers"] > 0).any():
+        links, layout = campaign_links(warehouse, campaign_id)
+        requests = warehouse.query(
+            "SELECT run_id, ok, kv_blocks, prompt_tokens FROM requests WHERE campaign_id = ?",
+            [campaign_id],
+        )
+        frames |= campaign_kv_cost(warehouse, campaign_id, frames["runs"], requests, links, layout)
     return {name: with_current_columns(frame) for name, frame in frames.items()}
 
 
@@ -123,6 +139,8 @@ def build(
         figures["kv_transfer"] = plots.kv_transfer(
             comparison, f["kv_cache"], out / "kv_transfer.png"
         )
+    if f["kv_cost_fit"]["predicted_s"].drop_nulls().len():
+        figures["kv_cost"] = plots.kv_cost(f["kv_cost_fit"], out / "kv_cost.png")
     if f["trend"]["campaign_id"].n_unique() > 1:
         regressed = regressions(warehouse, campaign_id, regression_threshold)
         marked = f["trend"].join(
@@ -142,6 +160,10 @@ def build(
         headline=headline(points),
         frontier=frontier_sentences(front),
         points=[p.sentence() for p in points],
+        left_out=_left_out(f["kv_cost_fit"]),
+        kv_cost=_kv_cost_lines(f["kv_cost_model"], f["kv_cost_fit"]),
+        capacity=capacity_sentences(f["slo_capacity"]),
+        breakdown=breakdown_markdown(breakdown(warehouse, campaign_id)),
     )
     verdict_md = "\n".join(
         [
@@ -151,7 +173,9 @@ def build(
             *(f"- {r}" for r in page.recommendation),
             *(["", "### Verdict per SLO tier", ""] if page.recommendation else []),
             *(f"- {t}" for t in page.tiers),
-            *([""] if page.tiers else []),
+            *(f"- {c}" for c in page.capacity),
+            *([""] if page.tiers or page.capacity else []),
+            *([page.left_out, ""] if page.left_out else []),
             f"**{page.headline}**",
             "",
             f"Frontier: {' '.join(page.frontier)}",
@@ -163,6 +187,9 @@ def build(
             *_link_lines(comparison),
             "",
             markdown(comparison),
+            *(["", "### KV transfer cost model", "", *page.kv_cost] if page.kv_cost else []),
+            *(["", _residual_markdown(f["kv_cost_fit"])] if page.kv_cost else []),
+            *(["", BREAKDOWN_TITLE, "", page.breakdown] if page.breakdown else []),
         ]
     )
     summary = f"{verdict_md}\n\n{details_md}"
@@ -180,6 +207,144 @@ class _Verdicts:
     headline: str
     frontier: list[str]  # who leads where on the frontier, one sentence per workload shape
     points: list[str]  # one sentence per workload point
+    left_out: str  # the transport-degraded runs the tier verdicts leave out; "" for none
+    kv_cost: list[str]  # the KV transfer cost model per link, then the degraded runs
+    capacity: list[str]  # the rate search's highest rate per GPU, per tier and shape
+    breakdown: str  # where a disaggregated request's time goes, as a markdown table
+
+
+def _left_out(fit: pl.DataFrame) -> str:
+    degraded = fit.filter(pl.col("degraded"))
+    if not degraded.height:
+        return ""
+    return (
+        f"Left out of the tier verdicts, the recommendation and the regime map: "
+        f"{degraded.height} run(s) whose KV transport was degraded (see the KV transfer cost "
+        f"model)."
+    )
+
+
+def _kv_cost_lines(models: pl.DataFrame, fit: pl.DataFrame) -> list[str]:
+    """Per link, the fitted cost of a KV transfer, what it and the runs achieve against the
+    link, and how well it predicts a setting it did not see; then the degraded runs."""
+    lines = []
+    for m in models.iter_rows(named=True):
+        nominal = m["link_gbyte_per_s"]
+        link = f"{m['link'] or 'An unknown link'}" + (
+            f" ({nominal:.1f} GB/s nominal)" if nominal else ""
+        )
+        byte_rate = 1e-9 / m["per_byte_s"] if m["per_byte_s"] > 0 else None
+        per_byte = (
+            f"1 byte at {byte_rate:.1f} GB/s"
+            + (f" ({byte_rate / nominal:.1%} of the link)" if nominal else "")
+            if byte_rate
+            else "no measurable cost per byte"
+        )
+        source = {"metric": "counted by vLLM", "estimate": "estimated from the KV blocks"}.get(
+            m["descriptors_source"], "counted by vLLM for some runs, estimated for others"
+        )
+        fitted_sizes = _parsed(m["block_sizes"])
+        sizes = ", ".join(str(b) for b in fitted_sizes)
+        # At one block size descriptors grow with bytes: any split of their costs fits alike.
+        split = (
+            " (one block size: the per-descriptor and per-byte costs are not told apart, this "
+            "split is one of many that fit alike)"
+            if len(fitted_sizes) == 1
+            else ""
+        )
+        achieved = m["achieved_gbyte_per_s"]
+        held_out = (
+            f"predicting each setting from the others misses by {m['held_out_error']:.0%} (median)"
+            if m["held_out_error"] is not None
+            else "no setting could be predicted from the others (too few runs, or another "
+            "block size than theirs)"
+        )
+        lines.append(
+            f"{link}: a transfer costs {m['fixed_s'] * 1e3:.2f} ms fixed + "
+            f"{m['per_descriptor_s'] * 1e6:.2f} µs per descriptor + {per_byte}{split}; fitted over "
+            f"{m['n_runs']} runs of {m['n_settings']} settings (block sizes {sizes}; descriptors "
+            f"{source}), R² {_num(m['r2'])}; {held_out}. The runs achieved "
+            f"{_num(achieved)} GB/s (median)"
+            + (f", {achieved / nominal:.1%} of the link." if nominal and achieved else ".")
+        )
+    degraded = fit.filter(pl.col("degraded"))
+    if degraded.height:
+        lines.append(
+            "Transport-degraded runs, left out of the tier verdicts, the recommendation and the "
+            "regime map:"
+        )
+        lines += [
+            f"- {r['run_id']}: {r['degraded_reason']}" for r in degraded.iter_rows(named=True)
+        ]
+    elif lines:
+        lines.append(
+            f"No run's KV transport is degraded: none took over {RUN_FACTOR:g}x the time per "
+            "transfer that the link's model, fitted on its other runs, predicts, and no setting "
+            f"over {SETTING_FACTOR:g}x what the model of the link's other settings predicts."
+        )
+    return lines
+
+
+# The cost model's per-setting table: header and the cell of a `setting_residuals` row.
+RESIDUAL_COLUMNS = {
+    "Setting": lambda r: r["setting"],
+    "Block": lambda r: str(r["block_size"]),
+    "Runs": lambda r: str(r["runs"]),
+    "Measured ms per transfer (median)": lambda r: _num(r["measured_ms"]),
+    "Model ms": lambda r: _num(r["predicted_ms"]),
+    "Residual": lambda r: "–" if r["residual"] is None else f"{r['residual']:+.0%}",
+    "Held-out ms": lambda r: _num(r["held_out_ms"]),
+    "GB/s": lambda r: _num(r["gbyte_per_s"]),
+    "Degraded runs": lambda r: str(r["degraded_runs"]),
+}
+
+
+def _residual_markdown(fit: pl.DataFrame) -> str:
+    rows = setting_residuals(fit)
+    lines = [
+        "| " + " | ".join(RESIDUAL_COLUMNS) + " |",
+        "|---" * len(RESIDUAL_COLUMNS) + "|",
+    ]
+    for r in rows.iter_rows(named=True):
+        lines.append("| " + " | ".join(cell(r) for cell in RESIDUAL_COLUMNS.values()) + " |")
+    return "\n".join(lines)
+
+
+def _kv_cost_section(page: _Verdicts, fit: pl.DataFrame) -> str:
+    """The cost model's paragraph, its per-setting table (medians over the runs) and the
+    degraded runs, as the page's section."""
+    if not page.kv_cost:
+        return ""
+    head = "".join(
+        f'<th class="text">{html.escape(c)}</th>'
+        if c == "Setting"
+        else f"<th>{html.escape(c)}</th>"
+        for c in RESIDUAL_COLUMNS
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="text">{html.escape(cell(r))}</td>'
+            if name == "Setting"
+            else f"<td>{html.escape(cell(r))}</td>"
+            for name, cell in RESIDUAL_COLUMNS.items()
+        )
+        + "</tr>"
+        for r in setting_residuals(fit).iter_rows(named=True)
+    )
+    paragraphs = [line for line in page.kv_cost if not line.startswith("- ")]
+    degraded = [line[2:] for line in page.kv_cost if line.startswith("- ")]
+    return (
+        '<section id="kv-cost"><h2>KV transfer cost model</h2>'
+        + "".join(f'<p class="note">{html.escape(p)}</p>' for p in paragraphs)
+        + (
+            "<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in degraded) + "</ul>"
+            if degraded
+            else ""
+        )
+        + f'<table id="kv-cost-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        + "</section>"
+    )
 
 
 def _tier_sentences(f: dict[str, pl.DataFrame]) -> list[str]:
@@ -430,13 +595,42 @@ details summary { cursor: pointer; color: #333; }
 """
 
 
+BREAKDOWN_TITLE = "### Where a disaggregated request's time goes"
+
+
+def _breakdown_section(table_md: str) -> str:
+    """The breakdown's markdown table as HTML: setups are many, so it scrolls inside itself."""
+    if not table_md:
+        return ""
+    header, _, *rows = table_md.splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in [header, *rows]]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{"text" if i < 2 else ""}">{html.escape(c)}</td>'
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in cells[1:]
+    )
+    return (
+        '<section id="breakdown"><h2>Where a disaggregated request\'s time goes</h2>'
+        '<p class="note">Per setup and load, ms: the medians of the proxy\'s timing of each '
+        "request in the steady window and the engines' means (queue, prefill, KV post and "
+        "transfer), averaged over repeats; the handoff beyond the KV is decode admission and its "
+        f'first step.</p><div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>'
+        "</section>"
+    )
+
+
 def _html(campaign_id: str, f: dict[str, pl.DataFrame], figures: dict[str, Path], page) -> str:
     campaign = f["campaigns"].row(0, named=True) if f["campaigns"].height else {}
     tiers = (
         '<ul id="tiers" class="tiers">'
-        + "".join(f"<li>{html.escape(t)}</li>" for t in page.tiers)
+        + "".join(f"<li>{html.escape(t)}</li>" for t in [*page.tiers, *page.capacity])
         + "</ul>"
-        if page.tiers
+        if page.tiers or page.capacity
         else ""
     )
     points = "".join(f"<li>{html.escape(p)}</li>" for p in page.points)
@@ -467,6 +661,7 @@ git {html.escape(str(campaign.get("git_sha")))}.</p>
 <section id="verdicts">
 <h2>Verdict</h2>
 {tiers}
+{f'<p class="note" id="left-out">{html.escape(page.left_out)}</p>' if page.left_out else ""}
 <p class="headline" id="headline">{html.escape(page.headline)}</p>
 <details><summary>Per workload point ({len(page.points)})</summary>
 <ul id="verdict">{points}</ul></details>
@@ -481,6 +676,8 @@ git {html.escape(str(campaign.get("git_sha")))}.</p>
 <h2>Comparison</h2>
 {_link_caption(f["comparison"])}
 {_comparison_table(f["comparison"])}
+{_kv_cost_section(page, f["kv_cost_fit"])}
+{_breakdown_section(page.breakdown)}
 <h2>Hosts</h2>
 {_hosts_table(f["hosts"])}
 </body></html>

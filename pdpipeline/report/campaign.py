@@ -12,6 +12,15 @@ import yaml
 from pdpipeline.kvcache import KVLayout, kv_layout, load_config
 from pdpipeline.profile import Profile, profile_from_text
 from pdpipeline.report.compare import KvLink, compare, link_between, with_current_columns
+from pdpipeline.report.kvcost import (
+    DESCRIPTORS_COUNT,
+    DESCRIPTORS_SUM,
+    cost_tables,
+    degraded_runs,
+    descriptor_counts,
+    request_blocks,
+    transfer_points,
+)
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
@@ -26,7 +35,16 @@ def campaign_comparison(
 
     `layout` (of the KV cache) predicts KV bytes per prompt; without it, the model config named
     by the campaign's profile is read when it is here."""
-    runs = grid_runs(warehouse, campaign_id)
+    links, layout = campaign_links(warehouse, campaign_id, layout)
+    return compare(grid_runs(warehouse, campaign_id), layout, links)
+
+
+def campaign_links(
+    warehouse: Warehouse, campaign_id: str, layout: KVLayout | None = None
+) -> tuple[dict[str | None, KvLink | None] | None, KVLayout | None]:
+    """The KV link of each disaggregated layout (None without a profile of this version), and
+    the KV layout of the profile's model (`layout` when given; None where its config is not
+    here)."""
     hosts = warehouse.query("SELECT * FROM hosts WHERE campaign_id = ?", [campaign_id])
     text = warehouse.query(
         "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
@@ -35,15 +53,15 @@ def campaign_comparison(
         profile = profile_from_text(text[0]) if text.len() else None
     except (pydantic.ValidationError, yaml.YAMLError):
         profile = None  # a profile of an older format: no link, no prediction
-    links = _links(profile, hosts) if profile else None
+    links = kv_links(profile, hosts) if profile else None
     if layout is None and profile is not None:
         config = Path(profile.model.tokenizer_dir) / "config.json"
         if config.is_file():
             layout = kv_layout(load_config(config.parent), profile.model.kv_cache_dtype)
-    return compare(runs, layout, links)
+    return links, layout
 
 
-def _links(profile: Profile, hosts: pl.DataFrame) -> dict[str | None, KvLink | None]:
+def kv_links(profile: Profile, hosts: pl.DataFrame) -> dict[str | None, KvLink | None]:
     """The link between the prefill and decode hosts of each disaggregated layout; under None,
     the first layout's, which campaigns from before layouts (their runs have none) ran."""
     if not profile.arms.disaggregated:
@@ -62,7 +80,11 @@ def _links(profile: Profile, hosts: pl.DataFrame) -> dict[str | None, KvLink | N
 
 def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     """The tables a campaign's report derives from its runs and requests: the comparison per
-    point, the goodput per SLO tier, and the regime map."""
+    point, the KV transfer cost model, the goodput per SLO tier, and the regime map.
+
+    Runs whose KV transport is degraded (report/kvcost.py) are kept out of the goodput per tier,
+    and so out of the tier verdicts and the recommendation, and out of the regime map: they
+    measured a broken link, not the setup. The comparison keeps them."""
     runs = grid_runs(warehouse, campaign_id)
     # Every column but the inter-token gaps, which are the bulk of the table and unused here.
     requests = warehouse.query(
@@ -71,14 +93,43 @@ def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     text = warehouse.query(
         "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
     )["profile_text"]
+    links, layout = campaign_links(warehouse, campaign_id)
+    kv_cost = campaign_kv_cost(warehouse, campaign_id, runs, requests, links, layout)
+    degraded = degraded_runs(kv_cost["kv_cost_fit"])["run_id"]
+    judged = runs.filter(~pl.col("run_id").is_in(degraded.implode()))
     tiers = campaign_tiers(text[0] if text.len() else None, runs)
-    goodput = goodput_by_tier(runs, requests, tiers)
+    goodput = goodput_by_tier(judged, requests, tiers)
     return {
-        "comparison": campaign_comparison(warehouse, campaign_id),
+        "comparison": compare(runs, layout, links),
         "slo_goodput": goodput,
-        "regime_map": regime_map(runs, requests),
+        "regime_map": regime_map(judged, requests),
         "recommendations": recommendations(goodput, campaign_id),
+        **kv_cost,
     }
+
+
+def campaign_kv_cost(
+    warehouse: Warehouse,
+    campaign_id: str,
+    runs: pl.DataFrame,
+    requests: pl.DataFrame,
+    links: dict[str | None, KvLink | None] | None,
+    layout: KVLayout | None,
+) -> dict[str, pl.DataFrame]:
+    """The campaign's `kv_cost_model` and `kv_cost_fit` tables, from its runs, their NIXL
+    descriptor counts and the KV blocks their requests offered."""
+    metrics = warehouse.query(
+        "SELECT run_id, name, delta FROM server_metrics WHERE campaign_id = ? AND name IN (?, ?)",
+        [campaign_id, DESCRIPTORS_SUM, DESCRIPTORS_COUNT],
+    )
+    points = transfer_points(
+        runs,
+        descriptor_counts(metrics),
+        request_blocks(requests),
+        links,
+        layout and layout.num_layers,
+    )
+    return cost_tables(points)
 
 
 def grid_runs(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:

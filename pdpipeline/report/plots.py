@@ -314,6 +314,65 @@ def _kv_name(series: Series) -> str:
     return series.variant or "measured"
 
 
+def kv_cost(fit: pl.DataFrame, path: Path) -> Path:
+    """Per run, the measured time per KV transfer against its link's cost model: filled, the
+    model fitted on every healthy run; hollow, fitted without the run's setting; crossed out,
+    a run found transport-degraded."""
+    fig, ax = plt.subplots(figsize=(6.8, 5.6))
+    rows = with_current_columns(fit.with_columns(arm=pl.lit("disaggregated")))
+    looks = _looks(rows)
+    for series, look in looks.items():
+        mine = rows.filter(series.rows())
+        color, marker = look["color"], look["marker"]
+        ax.scatter(
+            mine["predicted_s"] * 1000,
+            mine["measured_s"] * 1000,
+            color=color,
+            marker=marker,
+            label=_kv_name(series),
+        )
+        ax.scatter(
+            mine["held_out_predicted_s"] * 1000,
+            mine["measured_s"] * 1000,
+            facecolors="none",
+            edgecolors=color,
+            marker=marker,
+        )
+    degraded = rows.filter(pl.col("degraded"))
+    if degraded.height:
+        ax.scatter(
+            degraded["predicted_s"] * 1000,
+            degraded["measured_s"] * 1000,
+            color="black",
+            marker="x",
+            s=80,
+            label="transport-degraded",
+        )
+    shown = pl.concat([rows["measured_s"], rows["predicted_s"], rows["held_out_predicted_s"]])
+    low, high = shown.drop_nulls().min() * 1000 / 1.5, shown.drop_nulls().max() * 1000 * 1.5
+    ax.plot([low, high], [low, high], color="gray", linewidth=1, label="measured = predicted")
+    ax.plot(
+        [low, high / 3],
+        [3 * low, high],
+        color="gray",
+        linestyle=":",
+        linewidth=1,
+        label="3x the prediction",
+    )
+    ax.set(
+        xlim=(low, high),
+        ylim=(low, high),
+        xscale="log",
+        yscale="log",
+        title="Time per KV transfer: measured against the cost model",
+        xlabel="predicted ms per transfer (hollow: fitted without the setting)",
+        ylabel="measured ms per transfer",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def history(trend: pl.DataFrame, path: Path, regressions: pl.DataFrame | None = None) -> Path:
     """Each series' best per-GPU throughput per campaign over time; regressions marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
