@@ -32,10 +32,10 @@ test: setup
 	$(BIN)/ruff format --check pdpipeline tests benchmarks
 	$(BIN)/pytest -ra
 
-# The quick slice while developing: no vLLM server, no sshd, no browser.
+# The quick slice while developing: no vLLM server, no sshd, no browser, no namespaces.
 test-fast: setup
 	$(BIN)/ruff check pdpipeline tests benchmarks
-	$(BIN)/pytest -ra -m "not vllm and not ssh and not browser"
+	$(BIN)/pytest -ra -m "not vllm and not ssh and not browser and not netns"
 
 ui: setup
 	$(BIN)/python -m pdpipeline.ui

@@ -21,7 +21,9 @@ async def probe_host(launcher: Launcher, profile: Profile, host_name: str) -> di
     host = profile.host(host_name)
     before = time.time()
     out = await launcher.run_command(
-        [host_python(host), "-", profile.model.dir], _probe_source(), host.env | profile.vllm.env
+        [host_python(host), "-", profile.model.dir, host.kv_address or host.address],
+        _probe_source(),
+        host.env | profile.vllm.env,
     )
     after = time.time()
     facts = json.loads(out)
@@ -33,7 +35,7 @@ async def probe_host(launcher: Launcher, profile: Profile, host_name: str) -> di
         "reach": host.reach,
         "device_kind": host.device_kind,
         "gpu_count": len(facts["gpus"]),
-        "link_gbit_per_s": fastest_link(facts),
+        "link_gbit_per_s": link_rate(facts),
         "nvlink_gbit_per_s": max((g["gbyte_per_s"] * 8 for g in facts["nvlink"]), default=None),
     }
     return facts
@@ -47,11 +49,19 @@ async def probe_all(launchers: dict[str, Launcher], profile: Profile) -> list[di
     )
 
 
-def fastest_link(facts: dict) -> float | None:
-    """Gb/s of the fastest active RDMA port, else of the fastest NIC; None when none is up."""
+def link_rate(facts: dict) -> float | None:
+    """Gb/s of the host's link for the KV cache: the fastest active RDMA port; else the interface
+    holding the host's KV address, at the rate a shaper holds it to or else its speed; else the
+    fastest NIC. None when none is known (a virtual interface has no speed of its own)."""
     rdma = [p["gbit_per_s"] for p in facts["rdma"] if p["gbit_per_s"] and "ACTIVE" in p["state"]]
     if rdma:
         return max(rdma)
+    for nic in facts["nics"]:
+        if nic.get("kv"):
+            rates = [nic.get("shaped_mbit_per_s"), nic["speed_mbit_per_s"]]
+            known = [r for r in rates if (r or 0) > 0]
+            if known:
+                return min(known) / 1000
     nics = [n["speed_mbit_per_s"] / 1000 for n in facts["nics"] if (n["speed_mbit_per_s"] or 0) > 0]
     return max(nics) if nics else None
 

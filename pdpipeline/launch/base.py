@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from pdpipeline.errors import ServerDiedError, ServerStartError
+from pdpipeline.errors import HostUnreachableError, ServerDiedError, ServerStartError
 
 # While a measurement runs, every service is checked this often; a death cancels the measurement.
 WATCH_INTERVAL_S = 1.0
@@ -119,7 +119,7 @@ class Launcher(abc.ABC):
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                ended = await self.ended(service)
+                ended = await self._ended(service, f"while {spec.name} was starting")
                 if ended is not None:
                     raise ServerStartError(
                         f"{spec.name} on {self.host_name}:{spec.port} {ended} "
@@ -152,15 +152,24 @@ class Launcher(abc.ABC):
     async def ensure_alive(self, service: Service, role: str = "", during: str = "") -> None:
         """Raise ServerDiedError, naming the service (as `role`, e.g. "decode instance"), how it
         ended and when (`during`), with its log tail, if it has ended."""
-        ended = await self.ended(service)
+        name = f"{role} {service.name}" if role else service.name
+        ended = await self._ended(
+            service, f"during {during} (running there: {name})" if during else f"with {name} on it"
+        )
         if ended is not None:
-            name = f"{role} {service.name}" if role else service.name
             raise ServerDiedError(
                 f"{name} on host {self.host_name} port {service.spec.port} ended ({ended})"
                 + (f" during {during}" if during else "")
                 + f" (log: {service.log_path})",
                 await self.log_tail(service),
             )
+
+    async def _ended(self, service: Service, when: str) -> str | None:
+        """`ended`, where losing the host says `when` it was lost (a stage, a service)."""
+        try:
+            return await self.ended(service)
+        except HostUnreachableError as lost:
+            raise HostUnreachableError(f"{lost}; lost {when}") from None
 
 
 def how_ended(returncode: int) -> str:

@@ -6,6 +6,11 @@ service's, waits for it and writes its exit status, so the status is known even 
 service group was killed. Stopping signals the service's process group and then checks that no
 member is left and that the ports are free. The pid files make a stop work after the SSH
 connection dropped: the launcher reconnects and stops by them.
+
+A host that stops answering (its link dropped) is found by SSH keepalives within about the
+profile's connect_timeout_s, rather than after TCP's retransmissions give up (many minutes):
+every command on it then fails with HostUnreachableError naming it. A stop waits a while for
+such a host to come back before it gives up and names what it left running.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from pdpipeline.launch.base import Launcher, Service, ServiceSpec, how_ended
 from pdpipeline.profile import Host
 
 CONNECT_ATTEMPTS = 3
+# Keepalives a host may leave unanswered; sent every connect_timeout_s / (this + 1), so a host
+# silent for about connect_timeout_s is lost.
+KEEPALIVE_COUNT_MAX = 2
+# How long a stop keeps trying to reach a host that stopped answering (a link that flapped).
+UNREACHABLE_STOP_WAIT_S = 120.0
+RETRY_INTERVAL_S = 2.0
 # How long a spawn waits for the waiting shell to write the service's pid file.
 PID_FILE_WAIT_S = 10
 # A shell reports a process killed by signal N as exit status 128 + N.
@@ -56,6 +67,8 @@ class SshLauncher(Launcher):
         self.remote_dir = PurePosixPath(host.work_dir) / "logs" / run_key
         self._conn: asyncssh.SSHClientConnection | None = None
         self._forwards: dict[int, asyncssh.SSHListener] = {}
+        # Since when stops have failed to reach the host: one wait for all of its services.
+        self._unreachable_since: float | None = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -66,6 +79,8 @@ class SshLauncher(Launcher):
             "port": ssh.port,
             "username": ssh.user,
             "connect_timeout": ssh.connect_timeout_s,
+            "keepalive_interval": ssh.connect_timeout_s / (KEEPALIVE_COUNT_MAX + 1),
+            "keepalive_count_max": KEEPALIVE_COUNT_MAX,
             # None turns host key checking off: only on the profile's explicit, named opt-out.
             "known_hosts": (
                 None
@@ -115,9 +130,22 @@ class SshLauncher(Launcher):
             await self._conn.wait_closed()
             self._conn = None
 
+    def _lost(self, reason: str) -> HostUnreachableError:
+        ssh = self.host.ssh
+        assert ssh is not None
+        return HostUnreachableError(
+            f"host {self.host_name} ({self.host.address}:{ssh.port}) stopped answering: {reason}"
+        )
+
     async def _run(self, command: str, stdin: bytes = b"", check: bool = True) -> str:
         conn = await self._connection()
-        result = await conn.run(command, input=stdin.decode() if stdin else None, check=False)
+        try:
+            result = await conn.run(command, input=stdin.decode() if stdin else None, check=False)
+        except (OSError, asyncssh.Error) as e:
+            raise self._lost(getattr(e, "reason", None) or str(e) or type(e).__name__) from None
+        if result.exit_status is None and result.exit_signal is None:
+            # The connection closed under a running command: no status, and no error either.
+            raise self._lost("SSH connection closed during a command")
         if check and result.exit_status != 0:
             error = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or ["-"]
             raise CommandError(
@@ -166,9 +194,27 @@ class SshLauncher(Launcher):
             "sleep 0.05; i=$((i+1)); done; "
             f"cat {paths['pid']}"
         )
-        pid = int((await self._run(script)).strip())
-        url = await self._url(spec)
+        await self._connection()
+        try:
+            pid = int((await self._run(script)).strip())
+            url = await self._url(spec)
+        except asyncio.CancelledError:
+            # Cancelled once the script was sent, the service may be running with no owner here
+            # yet: its pid file is the one handle on it.
+            await self._kill_spawned(spec.name)
+            raise
         return Service(spec, pid, url, f"{self.host_name}:{paths['log']}")
+
+    async def _kill_spawned(self, name: str) -> None:
+        """Kill a service whose spawn was interrupted, once its waiting shell names its pid."""
+        pid_file = shlex.quote(str(self._paths(name)["pid"]))
+        out = await self._run(
+            f"i=0; while [ ! -s {pid_file} ] && [ $i -lt {PID_FILE_WAIT_S * 20} ]; do "
+            f"sleep 0.05; i=$((i+1)); done; cat {pid_file} 2>/dev/null",
+            check=False,
+        )
+        if out.strip().isdigit():
+            await self._kill(name, int(out.strip()))
 
     async def _url(self, spec: ServiceSpec) -> str:
         ssh = self.host.ssh
@@ -203,12 +249,29 @@ class SshLauncher(Launcher):
         return await self._run(f"tail -n {lines} {shlex.quote(str(log))}", check=False)
 
     async def stop(self, service: Service) -> None:
-        """Stop by process group; reconnects (and so works after a dropped connection)."""
+        """Stop by process group; reconnects (and so works after a dropped connection), and
+        keeps trying for UNREACHABLE_STOP_WAIT_S while the host does not answer."""
         listener = self._forwards.pop(service.spec.port, None)
         if listener is not None:
             listener.close()
-        if self._conn is not None and self._conn.is_closed():
-            self._conn = None
+        while True:
+            try:
+                await self._stop_group(service)
+                self._unreachable_since = None
+                return
+            except HostUnreachableError as e:
+                now = time.monotonic()
+                self._unreachable_since = self._unreachable_since or now
+                if now - self._unreachable_since >= UNREACHABLE_STOP_WAIT_S:
+                    pid_file = self._paths(service.name)["pid"]
+                    raise TeardownError(
+                        f"{service.name} on {self.host_name} left running, the host not "
+                        f"answering for {now - self._unreachable_since:.0f} s ({e}); a rerun of "
+                        f"the arm stops it by its pid file {pid_file}"
+                    ) from None
+                await asyncio.sleep(RETRY_INTERVAL_S)
+
+    async def _stop_group(self, service: Service) -> None:
         await self._signal_group(service.pid, "TERM")
         # A stopped (frozen) process acts on SIGTERM only once continued.
         await self._signal_group(service.pid, "CONT")
@@ -239,11 +302,14 @@ class SshLauncher(Launcher):
         stopped = []
         for line in out.splitlines():
             name, pid = line.split()
-            await self._signal_group(int(pid), "KILL")
-            await self._group_gone(int(pid), 10.0)
-            await self._forget(name)
+            await self._kill(name, int(pid))
             stopped.append(name)
         return stopped
+
+    async def _kill(self, name: str, pgid: int) -> None:
+        await self._signal_group(pgid, "KILL")
+        await self._group_gone(pgid, 10.0)
+        await self._forget(name)
 
     async def _forget(self, name: str) -> None:
         """Once the waiting shell has written the exit status (and so ends), drop the pid file."""

@@ -81,12 +81,8 @@ def listening_groups(ports: list[int]) -> dict[int, int]:
     return groups
 
 
-async def kill_once_serving(url: str, port: int, ports: list[int]) -> tuple[float, set[int]]:
-    """SIGKILL the process group of the server at `url` (listening on `port`) as soon as its
-    metrics show a request, i.e. while a run is under way.
-
-    Returns when it was killed and the process groups then listening on `ports` (the arm's),
-    for checking afterwards that none is left."""
+async def serving(url: str) -> None:
+    """Return once the metrics of the server at `url` show a request: a run is under way."""
     busy = ("vllm:num_requests_running", "vllm:request_success_total")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while True:
@@ -94,10 +90,19 @@ async def kill_once_serving(url: str, port: int, ports: list[int]) -> tuple[floa
                 async with session.get(url + "/metrics") as response:
                     metrics = parse(await response.text())
                 if sum(v for (name, _), v in metrics.items() if name in busy) > 0:
-                    break
-            except aiohttp.ClientError:
+                    return
+            except (aiohttp.ClientError, TimeoutError):
                 pass  # not started yet
             await asyncio.sleep(0.05)
+
+
+async def kill_once_serving(url: str, port: int, ports: list[int]) -> tuple[float, set[int]]:
+    """SIGKILL the process group of the server at `url` (listening on `port`) as soon as its
+    metrics show a request, i.e. while a run is under way.
+
+    Returns when it was killed and the process groups then listening on `ports` (the arm's),
+    for checking afterwards that none is left."""
+    await serving(url)
     groups = listening_groups(ports)
     os.killpg(groups[port], signal.SIGKILL)
     return time.monotonic(), set(groups.values())
