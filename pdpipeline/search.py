@@ -36,7 +36,8 @@ import yaml
 
 from pdpipeline.errors import ProfileError
 from pdpipeline.paths import WAREHOUSE_PATH
-from pdpipeline.profile import CONNECTOR_NAMES, Profile, layout_counts, load_profile
+from pdpipeline.plan import plan_arms
+from pdpipeline.profile import Profile, layout_counts, load_profile
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.slo import goodput_by_tier, valid_runs
@@ -191,10 +192,11 @@ def follow_up(data: dict, found: Sequence[Decider], name: str) -> dict:
     if d.get("layouts"):
         d["layouts"] = layouts
     if d.get("variants"):
+        # The variants' names as the profile resolves them (a nameless one is named after its
+        # connector), in the order they are given.
+        names = [v.name for v in Profile.model_validate(data).arms.disaggregated.handoff_variants]
         wanted = {f.variant for f in found}
-        d["variants"] = [
-            v for v in d["variants"] if (v.get("name") or _connector_name(v, d)) in wanted
-        ]
+        d["variants"] = [v for v, name in zip(d["variants"], names, strict=True) if name in wanted]
     if data.get("engine_variants"):
         wanted = {f.engine_variant for f in found}
         data["engine_variants"] = [e for e in data["engine_variants"] if e["name"] in wanted]
@@ -207,10 +209,6 @@ def follow_up(data: dict, found: Sequence[Decider], name: str) -> dict:
     workload.pop("request_rates", None)
     workload.pop("rate_search", None)
     return data
-
-
-def _connector_name(variant: dict, arm: dict) -> str:
-    return CONNECTOR_NAMES[variant.get("kv_connector") or arm.get("kv_connector", "NixlConnector")]
 
 
 @dataclass
@@ -330,11 +328,9 @@ def search(
 def _runs_in(data: dict) -> int:
     """The closed-loop runs a profile's campaign makes."""
     profile = Profile.model_validate(data)
-    handoffs = len(profile.arms.disaggregated.handoff_variants) if profile.arms.disaggregated else 0
-    launches = len(profile.layouts("replicated")) + len(profile.layouts("disaggregated")) * handoffs
-    launches += len(profile.layouts("single")) if profile.arms.single else 0
+    launches = sum(len(plan_arms(profile, arm)) for arm in profile.enabled_arms)
     w = profile.workload
-    return launches * len(profile.engines) * len(w.points) * len(w.concurrency) * w.repeats
+    return launches * len(w.points) * len(w.concurrency) * w.repeats
 
 
 def run_search(
