@@ -47,10 +47,12 @@ from pdpipeline.loadgen.workload import (
     load_prompt_source,
 )
 from pdpipeline.plan import ArmPlan, plan_arms
+from pdpipeline.preflight import describe, preflight
 from pdpipeline.profile import Profile, Workload
 from pdpipeline.serving import protocol
 from pdpipeline.warehouse.rows import (
     HandoffVariantRow,
+    LaunchServerRow,
     RequestRow,
     RunRow,
     ServerMetricRow,
@@ -92,6 +94,7 @@ class ArmResult:
     server_metrics: list[ServerMetricRow] = field(default_factory=list)
     handoff_variants: list[HandoffVariantRow] = field(default_factory=list)
     slo_capacity: list[SloCapacityRow] = field(default_factory=list)
+    launch_servers: list[LaunchServerRow] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -253,6 +256,22 @@ async def _run_plan(
                 progress(f"[{name}] {point.key}: {_one_line(result.runs[-1])}")
                 return run
 
+            # Before the first point: the KV path this launch will use, and the CPU each
+            # server burns while idle.
+            found = await while_alive(
+                preflight(
+                    plan,
+                    services,
+                    client,
+                    source,
+                    Lengths.parse(profile.workload.points[0].input_len),
+                    campaign_id,
+                ),
+                watched,
+                f"the preflight of {name}",
+            )
+            result.launch_servers.extend(found)
+            progress(f"[{name}] {describe(found)}")
             sweep = RateSweep(lambda line: progress(f"[{name}] {line}"))
             for point in sweep.points(workload_points(profile.workload)):
                 await measure(point)

@@ -41,6 +41,7 @@ from pdpipeline.profile import Profile, layout_counts, load_profile
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.slo import goodput_by_tier, valid_runs
+from pdpipeline.report.transport import spin_caveat
 from pdpipeline.warehouse.rows import SearchRoundRow
 from pdpipeline.warehouse.store import Warehouse
 
@@ -227,12 +228,15 @@ Load = Callable[[Sequence[str]], tuple[pl.DataFrame, pl.DataFrame]]
 
 
 def warehouse_loader(warehouse: Warehouse) -> Load:
-    """Pooled runs of the workload matrix (no rate-search runs) and their requests."""
+    """Pooled runs of the workload matrix and their requests: no rate-search runs, and no
+    runs their campaign's KV cost fit found transport-degraded (they measured a broken link,
+    not the setup; report/campaign.analysis leaves them out of the verdicts alike)."""
 
     def load(campaign_ids: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
         ids = list(campaign_ids)
         runs = warehouse.query(
-            "SELECT * FROM runs WHERE list_contains(?, campaign_id) AND searched_for IS NULL",
+            "SELECT * FROM runs WHERE list_contains(?, campaign_id) AND searched_for IS NULL "
+            "AND run_id NOT IN (SELECT run_id FROM kv_cost_fit WHERE degraded)",
             [ids],
         )
         requests = warehouse.query(
@@ -251,9 +255,18 @@ def conclude(
     """Store the rounds and the recommendation of their pooled runs under round 0's campaign;
     returns the recommendation."""
     root = rounds[0].campaign_id
-    runs, requests = load([r.campaign_id for r in rounds])
+    pooled = [r.campaign_id for r in rounds]
+    runs, requests = load(pooled)
     goodput = goodput_by_tier(runs, requests, profile.tiers)
-    found = recommendations(goodput, root, [r.campaign_id for r in rounds])
+    # Rounds measured elsewhere (the search's test double) leave no warehouse file to read.
+    servers = (
+        warehouse.query(
+            "SELECT * FROM launch_servers WHERE list_contains(?, campaign_id)", [pooled]
+        )
+        if warehouse.path.exists()
+        else pl.DataFrame()
+    )
+    found = recommendations(goodput, root, pooled, spin_caveat(servers))
     round_rows = [
         SearchRoundRow(
             campaign_id=root,

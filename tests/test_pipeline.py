@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import psutil
 import pytest
 import yaml
@@ -192,6 +193,23 @@ def test_campaign_writes_every_series_of_layouts_engine_and_handoff_variants(cam
     ]
     assert warehouse.query("SELECT count(*) AS n FROM hosts")["n"][0] == 1
     assert warehouse.query("SELECT count(*) AS n FROM kv_cache WHERE tokens = 256")["n"][0] > 0
+    # The preflight of every launch: each server, its block size, and for the pairs the lanes
+    # UCX chose for the KV; the pairs' NIXL threads spin their cores while idle, so every
+    # recommendation that sets a pair against replicas says that dominates it.
+    servers = warehouse.query(
+        "SELECT launch, role, engine_variant, block_size, kv_lanes, idle_cpu_cores "
+        "FROM launch_servers"
+    )
+    assert servers.height == 2 + 2 * 2 + 4 * 2
+    assert all(str(b) in e for e, b in servers.select("engine_variant", "block_size").rows())
+    kv = servers.filter(pl.col("role") != "standalone")
+    assert kv.height == 8 and kv["kv_lanes"].is_not_null().all()
+    assert (kv["idle_cpu_cores"] > 0.5).all()
+    assert (servers.filter(pl.col("role") == "standalone")["idle_cpu_cores"] < 0.3).all()
+    caveats = warehouse.query(
+        "SELECT DISTINCT caveat FROM recommendations WHERE setup LIKE 'disaggregated%'"
+    )["caveat"]
+    assert caveats.len() == 1 and caveats[0].startswith("dominated by NIXL's progress thread")
 
 
 @pytest.mark.vllm

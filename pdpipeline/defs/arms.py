@@ -6,6 +6,7 @@ import dagster as dg
 
 from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import ClusterResource, WarehouseResource
+from pdpipeline.preflight import describe, transport_findings
 
 ARM_ASSETS = {
     "single": "single_node_run",
@@ -34,7 +35,20 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 "all_runs_valid",
                 asset=ARM_ASSETS[arm],
                 description="No run of the arm had a failed or short request",
-            )
+            ),
+            *(
+                [
+                    dg.AssetCheckSpec(
+                        "kv_transport_preflight",
+                        asset=ARM_ASSETS[arm],
+                        description="Before each launch's first point, UCX named the lanes of "
+                        "the KV reads or writes, none is TCP alone, and the preflight handoff "
+                        "succeeded",
+                    )
+                ]
+                if arm == "disaggregated"
+                else []
+            ),
         ],
     )
     def run(
@@ -50,8 +64,9 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 metadata={"skipped": True},
                 check_results=[
                     dg.AssetCheckResult(
-                        check_name="all_runs_valid", passed=True, description="arm not in profile"
+                        check_name=name, passed=True, description="arm not in profile"
                     )
+                    for name in _check_names(arm)
                 ],
             )
             return
@@ -74,6 +89,7 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                 "server_metrics": result.server_metrics,
                 "handoff_variants": result.handoff_variants,
                 "slo_capacity": result.slo_capacity,
+                "launch_servers": result.launch_servers,
             },
             where={"campaign_id": campaign.id, "arm": arm},
         )
@@ -96,11 +112,26 @@ def _arm_asset(arm: str) -> dg.AssetsDefinition:
                         if not invalid
                         else f"{len(invalid)} invalid: {invalid[0].invalid_reason}"
                     ),
-                )
+                ),
+                *([_preflight_check(result.launch_servers)] if arm == "disaggregated" else []),
             ],
         )
 
     return run
+
+
+def _check_names(arm: str) -> list[str]:
+    return ["all_runs_valid", *(["kv_transport_preflight"] if arm == "disaggregated" else [])]
+
+
+def _preflight_check(servers: list) -> dg.AssetCheckResult:
+    findings = transport_findings(servers)
+    return dg.AssetCheckResult(
+        check_name="kv_transport_preflight",
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(findings) or describe(servers),
+    )
 
 
 single_node_run, replicated_run, disaggregated_run = (

@@ -21,6 +21,7 @@ from pdpipeline.report.kvcost import RUN_FACTOR, SETTING_FACTOR, setting_residua
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.series import Series
+from pdpipeline.report.transport import PREFLIGHT_TITLE, preflight_markdown
 from pdpipeline.report.verdict import headline, tier_verdicts, verdicts
 from pdpipeline.warehouse.store import Warehouse
 
@@ -36,6 +37,7 @@ CAMPAIGN_TABLES = (
     "kv_cost_model",
     "kv_cost_fit",
     "slo_capacity",
+    "launch_servers",
 )
 
 
@@ -154,8 +156,12 @@ def build(
     points = verdicts(comparison)
     if not f["recommendations"].height:
         f["recommendations"] = recommendations(f["slo_goodput"], campaign_id)
+    caveats = f["recommendations"]["caveat"].drop_nulls().unique(maintain_order=True)
     page = _Verdicts(
-        recommendation=f["recommendations"]["sentence"].to_list(),
+        recommendation=[
+            *f["recommendations"]["sentence"].to_list(),
+            *(f"Every comparison with a disaggregated setup here is {c}" for c in caveats),
+        ],
         tiers=_tier_sentences(f),
         headline=headline(points),
         frontier=frontier_sentences(front),
@@ -164,6 +170,7 @@ def build(
         kv_cost=_kv_cost_lines(f["kv_cost_model"], f["kv_cost_fit"]),
         capacity=capacity_sentences(f["slo_capacity"]),
         breakdown=breakdown_markdown(breakdown(warehouse, campaign_id)),
+        preflight=preflight_markdown(f["launch_servers"]),
     )
     verdict_md = "\n".join(
         [
@@ -190,6 +197,7 @@ def build(
             *(["", "### KV transfer cost model", "", *page.kv_cost] if page.kv_cost else []),
             *(["", _residual_markdown(f["kv_cost_fit"])] if page.kv_cost else []),
             *(["", BREAKDOWN_TITLE, "", page.breakdown] if page.breakdown else []),
+            *(["", PREFLIGHT_TITLE, "", page.preflight] if page.preflight else []),
         ]
     )
     summary = f"{verdict_md}\n\n{details_md}"
@@ -211,6 +219,7 @@ class _Verdicts:
     kv_cost: list[str]  # the KV transfer cost model per link, then the degraded runs
     capacity: list[str]  # the rate search's highest rate per GPU, per tier and shape
     breakdown: str  # where a disaggregated request's time goes, as a markdown table
+    preflight: str  # the KV path each disaggregated launch found, as a markdown table
 
 
 def _left_out(fit: pl.DataFrame) -> str:
@@ -599,7 +608,32 @@ BREAKDOWN_TITLE = "### Where a disaggregated request's time goes"
 
 
 def _breakdown_section(table_md: str) -> str:
-    """The breakdown's markdown table as HTML: setups are many, so it scrolls inside itself."""
+    return _table_section(
+        "breakdown",
+        "Where a disaggregated request's time goes",
+        "Per setup and load, ms: the medians of the proxy's timing of each request in the steady "
+        "window and the engines' means (queue, prefill, KV post and transfer), averaged over "
+        "repeats; the handoff beyond the KV is decode admission and its first step.",
+        table_md,
+        text_columns=2,
+    )
+
+
+def _preflight_section(table_md: str) -> str:
+    return _table_section(
+        "preflight",
+        "KV transport preflight",
+        "Per disaggregated launch, before its first point: the UCX lanes NIXL chose for the KV "
+        "reads or writes (UCX_PROTO_INFO), the block size, the KV layout vLLM logged and whether "
+        "it keeps a block's layers in one region, the NIXL descriptors one handoff posted per "
+        "block, and the CPU each server burns while idle.",
+        table_md,
+        text_columns=3,
+    )
+
+
+def _table_section(section_id: str, title: str, note: str, table_md: str, text_columns: int) -> str:
+    """A markdown table as an HTML section; rows are many, so it scrolls inside itself."""
     if not table_md:
         return ""
     header, _, *rows = table_md.splitlines()
@@ -608,19 +642,16 @@ def _breakdown_section(table_md: str) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="{"text" if i < 2 else ""}">{html.escape(c)}</td>'
+            f'<td class="{"text" if i < text_columns else ""}">{html.escape(c)}</td>'
             for i, c in enumerate(row)
         )
         + "</tr>"
         for row in cells[1:]
     )
     return (
-        '<section id="breakdown"><h2>Where a disaggregated request\'s time goes</h2>'
-        '<p class="note">Per setup and load, ms: the medians of the proxy\'s timing of each '
-        "request in the steady window and the engines' means (queue, prefill, KV post and "
-        "transfer), averaged over repeats; the handoff beyond the KV is decode admission and its "
-        f'first step.</p><div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>'
-        "</section>"
+        f'<section id="{section_id}"><h2>{html.escape(title)}</h2>'
+        f'<p class="note">{html.escape(note)}</p>'
+        f'<div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div></section>'
     )
 
 
@@ -678,6 +709,7 @@ git {html.escape(str(campaign.get("git_sha")))}.</p>
 {_comparison_table(f["comparison"])}
 {_kv_cost_section(page, f["kv_cost_fit"])}
 {_breakdown_section(page.breakdown)}
+{_preflight_section(page.preflight)}
 <h2>Hosts</h2>
 {_hosts_table(f["hosts"])}
 </body></html>

@@ -24,6 +24,7 @@ from pdpipeline.report.kvcost import (
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
+from pdpipeline.report.transport import spin_caveat
 from pdpipeline.warehouse.store import Warehouse
 
 
@@ -99,11 +100,12 @@ def analysis(warehouse: Warehouse, campaign_id: str) -> dict[str, pl.DataFrame]:
     judged = runs.filter(~pl.col("run_id").is_in(degraded.implode()))
     tiers = campaign_tiers(text[0] if text.len() else None, runs)
     goodput = goodput_by_tier(judged, requests, tiers)
+    servers = warehouse.query("SELECT * FROM launch_servers WHERE campaign_id = ?", [campaign_id])
     return {
         "comparison": compare(runs, layout, links),
         "slo_goodput": goodput,
         "regime_map": regime_map(judged, requests),
-        "recommendations": recommendations(goodput, campaign_id),
+        "recommendations": recommendations(goodput, campaign_id, caveat=spin_caveat(servers)),
         **kv_cost,
     }
 

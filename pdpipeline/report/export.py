@@ -15,7 +15,7 @@ def export_campaign(warehouse: Warehouse, campaign_id: str, out: str | Path) -> 
     ensure_analysis(warehouse, campaign_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for table in (*CAMPAIGN_TABLES, "handoff_variants", "slo_capacity"):
+    for table in (*CAMPAIGN_TABLES, "handoff_variants"):
         frame = warehouse.query(f"SELECT * FROM {table} WHERE campaign_id = ?", [campaign_id])
         if table == "campaigns":
             (out / "profile.yaml").write_text(frame["profile_text"][0])

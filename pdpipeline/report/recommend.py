@@ -21,12 +21,17 @@ from pdpipeline.warehouse.rows import RecommendationRow, columns, polars_schema
 
 
 def recommendations(
-    goodput: pl.DataFrame, campaign_id: str, pooled: Sequence[str] = ()
+    goodput: pl.DataFrame,
+    campaign_id: str,
+    pooled: Sequence[str] = (),
+    caveat: str | None = None,
 ) -> pl.DataFrame:
     """The `recommendations` rows of a campaign from its `slo_goodput` frame; `pooled` names
-    every campaign whose runs the frame holds (a search's rounds), default this one."""
+    every campaign whose runs the frame holds (a search's rounds), default this one. `caveat`
+    (report/transport.spin_caveat) marks every row that sets a disaggregated setup against
+    replicas: what dominates those comparisons instead of the architecture."""
     rows = [
-        _row(tier, shape, goodput, campaign_id, list(pooled) or [campaign_id])
+        _row(tier, shape, goodput, campaign_id, list(pooled) or [campaign_id], caveat)
         for tier in tier_verdicts(goodput)
         for shape in tier.shapes
     ]
@@ -57,6 +62,7 @@ def _row(
     goodput: pl.DataFrame,
     campaign_id: str,
     pooled: list[str],
+    caveat: str | None,
 ) -> RecommendationRow:
     limits = describe(tier.ttft_ms, tier.tpot_ms, tier.attainment)
     where = f"for {shape.input_len}/{shape.output_len} at {limits}"
@@ -111,6 +117,7 @@ def _row(
         sentence=sentence,
         evidence=json.dumps(_evidence(goodput, tier.tier, shape, [setup, rival])),
         campaigns=json.dumps(pooled),
+        caveat=caveat if best is not None else None,
     )
 
 

@@ -154,6 +154,10 @@ def environment(spec: ServerSpec, host_env: dict[str, str] | None = None) -> dic
         host, port = spec.side_channel
         env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = host
         env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(port)
+        # UCX prints the protocols and lanes it selects for each operation: the preflight
+        # (preflight.py) reads the KV reads' and writes' from the log. Printed once per
+        # selection, not per transfer; the host's or a variant's env may turn it off.
+        env.setdefault("UCX_PROTO_INFO", "y")
     env |= spec.env
     return env
 

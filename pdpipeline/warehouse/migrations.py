@@ -126,6 +126,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "requests: the proxy's time from arrival to first byte",
         "ALTER TABLE requests ADD COLUMN IF NOT EXISTS proxy_s DOUBLE;",
     ),
+    Migration(
+        11,
+        "launch_servers: each launch's servers as the preflight found them; recommendations: "
+        "what dominates the comparison instead of the architecture",
+        # launch_servers is a new table: schema.sql, run before the steps, creates it.
+        "ALTER TABLE recommendations ADD COLUMN IF NOT EXISTS caveat VARCHAR;",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -338,6 +338,9 @@ class RecommendationRow:
     sentence: str
     evidence: Json  # run ids of both at their best loads
     campaigns: Json  # the campaigns whose runs were pooled
+    # What dominates the comparison instead of the architecture, when something does (e.g.
+    # NIXL's progress thread spinning on a CPU instance's only core); None otherwise.
+    caveat: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -394,6 +397,34 @@ class KvCostFitRow:
     degraded_reason: str | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LaunchServerRow:
+    """One vLLM server of one launch, as the preflight found it before the first point
+    (preflight.py): its idle CPU and, for a KV server, how the KV cache moves."""
+
+    campaign_id: str
+    arm: str
+    launch: str  # the plan key: "disaggregated-1P1D-block128-pull"
+    layout: str | None
+    engine_variant: str | None
+    variant: str | None
+    server: str
+    role: str  # "standalone", "prefill" or "decode"
+    host: str
+    device_kind: str  # "cuda" or "cpu": on a CPU host a device is a core
+    devices: Json
+    idle_cpu_cores: float  # CPU cores the server's processes use with no request in flight
+    block_size: int | None  # from vllm:cache_config_info
+    nixl_version: str | None
+    kv_layout: str | None  # as vLLM logged it: "LBHNC", "HND"
+    kv_contiguous_across_layers: bool | None  # one region per block for all layers
+    preflight_kv_blocks: int | None  # KV blocks the preflight request handed over
+    descriptors_per_block: float | None  # NIXL descriptors posted per block, measured
+    kv_protocols: Json | None  # UCX's remote memory protocols: [{scope, operation, ranges, lanes}]
+    kv_lanes: str | None  # "cma/memory (intra-node get)": the lanes of the KV reads/writes
+    preflight_error: str | None  # the preflight request's failure, if it failed
+
+
 Row = (
     CampaignRow
     | HostRow
@@ -410,6 +441,7 @@ Row = (
     | SearchRoundRow
     | KvCostModelRow
     | KvCostFitRow
+    | LaunchServerRow
 )
 
 ROW_CLASSES: dict[str, type[Row]] = {
@@ -428,6 +460,7 @@ ROW_CLASSES: dict[str, type[Row]] = {
     "search_rounds": SearchRoundRow,
     "kv_cost_model": KvCostModelRow,
     "kv_cost_fit": KvCostFitRow,
+    "launch_servers": LaunchServerRow,
 }
 
 _DTYPES: dict[type, pl.DataType] = {

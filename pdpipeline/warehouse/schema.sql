@@ -318,7 +318,8 @@ CREATE TABLE IF NOT EXISTS recommendations (
     ratio_high    DOUBLE,
     sentence      VARCHAR NOT NULL,
     evidence      JSON NOT NULL,   -- run ids of both setups at their best loads
-    campaigns     JSON NOT NULL    -- the campaigns pooled
+    campaigns     JSON NOT NULL,   -- the campaigns pooled
+    caveat        VARCHAR          -- what dominates the comparison instead of the architecture
 );
 
 -- The rounds of a search (search.py), under its first campaign's id.
@@ -370,4 +371,31 @@ CREATE TABLE IF NOT EXISTS kv_cost_fit (
     held_out_predicted_s      DOUBLE,
     degraded                  BOOLEAN NOT NULL,
     degraded_reason           VARCHAR
+);
+
+-- Each vLLM server of each launch, as the preflight found it before the first point
+-- (preflight.py): idle CPU, and for KV servers the UCX protocols and lanes NIXL chose, the KV
+-- layout, block size, descriptors per block and NIXL version.
+CREATE TABLE IF NOT EXISTS launch_servers (
+    campaign_id                  VARCHAR NOT NULL,
+    arm                          VARCHAR NOT NULL,
+    launch                       VARCHAR NOT NULL,
+    layout                       VARCHAR,
+    engine_variant               VARCHAR,
+    variant                      VARCHAR,
+    server                       VARCHAR NOT NULL,
+    role                         VARCHAR NOT NULL,
+    host                         VARCHAR NOT NULL,
+    device_kind                  VARCHAR NOT NULL,
+    devices                      JSON NOT NULL,
+    idle_cpu_cores               DOUBLE NOT NULL,
+    block_size                   INTEGER,
+    nixl_version                 VARCHAR,
+    kv_layout                    VARCHAR,
+    kv_contiguous_across_layers  BOOLEAN,
+    preflight_kv_blocks          INTEGER,
+    descriptors_per_block        DOUBLE,
+    kv_protocols                 JSON,
+    kv_lanes                     VARCHAR,
+    preflight_error              VARCHAR
 );

