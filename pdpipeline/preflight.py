@@ -85,12 +85,26 @@ class Protocol:
     def lanes(self) -> list[str]:
         return sorted({lane for _, _, config in self.ranges for lane in _LANE.findall(config)})
 
-    def as_dict(self) -> dict:
+    @property
+    def emulated(self) -> bool:
+        """UCX has no remote memory lane for it and emulates it with messages (e.g. a GPU read
+        between two engines on one GPU, over tcp/lo: measured on an H200)."""
+        return any(description == "software emulation" for _, description, _ in self.ranges)
+
+    def moves(self, device_kind: str) -> bool:
+        """Whether it reads or writes the memory the KV cache lives in: "cuda/GPU0", "cuda
+        memory" on GPU hosts; "host memory" on CPU ones."""
+        memory = "cuda" if device_kind == "cuda" else "host"
+        return memory in self.operation.partition(" by ")[2]
+
+    def as_dict(self, device_kind: str) -> dict:
         return {
             "scope": self.scope,
             "operation": self.operation,
             "ranges": [list(r) for r in self.ranges],
             "lanes": self.lanes,
+            "moves_kv": self.moves(device_kind),
+            "emulated": self.emulated,
         }
 
 
@@ -133,11 +147,13 @@ def contiguous_across_layers(layout: str | None) -> bool | None:
 
 
 def summary(protocols: Sequence[Protocol]) -> str | None:
-    """The lanes of the KV reads and writes, for a line: "cma/memory (intra-node get)"."""
+    """The lanes of the KV reads and writes, for a line: "cma/memory (intra-node get)",
+    "tcp/lo (intra-node get, software emulation)"."""
     parts = []
     for p in protocols:
         verb = "get" if "read" in p.operation else "put"
-        part = f"{', '.join(p.lanes) or '?'} ({p.scope} {verb})"
+        how = ", software emulation" if p.emulated else ""
+        part = f"{', '.join(p.lanes) or '?'} ({p.scope} {verb}{how})"
         if part not in parts:
             parts.append(part)
     return "; ".join(parts) or None
@@ -206,6 +222,7 @@ async def preflight(
         server = instance.server
         is_kv = server.role != "standalone"
         protocols = kv_protocols(found.log_lines) if is_kv else []
+        moving = [p for p in protocols if p.moves(server.device_kind)]
         layout = logged_kv_layout(found.log_lines) if is_kv else None
         rows.append(
             LaunchServerRow(
@@ -229,8 +246,12 @@ async def preflight(
                 descriptors_per_block=(
                     descriptors / blocks if is_kv and blocks and descriptors else None
                 ),
-                kv_protocols=json.dumps([p.as_dict() for p in protocols]) if is_kv else None,
-                kv_lanes=summary(protocols),
+                kv_protocols=(
+                    json.dumps([p.as_dict(server.device_kind) for p in protocols])
+                    if is_kv
+                    else None
+                ),
+                kv_lanes=summary(moving),
                 preflight_error=None if record is None or record.ok or not is_kv else record.error,
             )
         )
@@ -273,22 +294,29 @@ def describe(rows: Sequence[LaunchServerRow]) -> str:
 
 def transport_findings(rows: Sequence[LaunchServerRow]) -> list[str]:
     """What is wrong with each launch's KV path, one finding per launch: the preflight handoff
-    failed, UCX named no lane for the KV, or the KV moves over TCP alone (no RDMA, shared
-    memory or NVLink transport chosen: the "pull falling back to TCP" case)."""
+    failed, UCX named no lane for the memory the KV lives in, it emulates the KV reads or writes
+    in software (no remote memory lane between the two engines), or the KV moves over TCP alone
+    (no RDMA, shared memory, CUDA IPC or NVLink lane: the "pull falling back to TCP" case)."""
     findings = []
     for launch in dict.fromkeys(r.launch for r in rows if r.role != "standalone"):
         kv = [r for r in rows if r.launch == launch and r.role != "standalone"]
-        lanes = [
-            lane for r in kv for p in json.loads(r.kv_protocols or "[]") for lane in p["lanes"]
+        moving = [
+            p for r in kv for p in json.loads(r.kv_protocols or "[]") if p.get("moves_kv", True)
         ]
+        lanes = sorted({lane for p in moving for lane in p["lanes"]})
         if error := next((r.preflight_error for r in kv if r.preflight_error), None):
             findings.append(f"{launch}: the preflight handoff failed: {error}")
         elif not lanes:
-            findings.append(f"{launch}: UCX reported no lane for the KV (is UCX_PROTO_INFO off?)")
-        elif all(lane.startswith("tcp/") for lane in lanes):
             findings.append(
-                f"{launch}: the KV moves over TCP alone ({', '.join(sorted(set(lanes)))})"
+                f"{launch}: UCX reported no lane for the KV's memory (is UCX_PROTO_INFO off?)"
             )
+        elif any(p.get("emulated") for p in moving):
+            findings.append(
+                f"{launch}: UCX emulates the KV transfer in software over {', '.join(lanes)} "
+                "(no remote memory lane between the engines)"
+            )
+        elif all(lane.startswith("tcp/") for lane in lanes):
+            findings.append(f"{launch}: the KV moves over TCP alone ({', '.join(lanes)})")
     return findings
 
 

@@ -1,6 +1,8 @@
-"""The preflight's readings of a server log: UCX's protocol tables, vLLM's KV layout; and which
-idle CPU dominates a comparison. The log excerpt is recorded from a real vLLM-CPU 1P1D pair (the
-pair itself runs in tests/serving/test_serving_stack.py)."""
+"""The preflight's readings of a server log: UCX's protocol tables, vLLM's KV layout; what is
+wrong with a KV path; and which idle CPU dominates a comparison. The log excerpts are recorded
+from real 1P1D pairs: vLLM-CPU here (the pair itself runs in tests/serving/
+test_serving_stack.py), and vLLM 0.24 with both engines on one H200 (profiles/h200x1-smoke.yaml),
+where UCX emulated the GPU reads over tcp/lo."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pdpipeline.warehouse.rows import LaunchServerRow
 from tests.support.local import ROOT
 
 RECORDED = (ROOT / "tests" / "fixtures" / "ucx_proto_info.log").read_text().splitlines()
+ONE_GPU = (ROOT / "tests" / "fixtures" / "ucx_proto_info_h200_one_gpu.log").read_text().splitlines()
 
 # UCX's table for an RDMA read over two NICs, in the format it prints (two lanes).
 TWO_LANES = """\
@@ -41,14 +44,24 @@ def test_the_kv_read_is_found_and_a_worker_talking_to_itself_is_not():
     assert read.operation == "remote memory read by ucp_get*(multi) into host memory from host"
     assert read.ranges == (("0..inf", "zero-copy", "cma/memory"),)
     assert read.lanes == ["cma/memory"]
+    assert read.moves("cpu") and not read.moves("cuda") and not read.emulated
     assert summary([read]) == "cma/memory (intra-node get)"
+
+
+def test_two_engines_on_one_gpu_read_the_kv_by_software_emulation_over_tcp():
+    host_put, gpu_read = kv_protocols(ONE_GPU)
+    assert host_put.lanes == ["cma/memory"] and not host_put.moves("cuda")
+    assert gpu_read.operation.endswith("into cuda/GPU0 from cuda/dev[1]")
+    assert gpu_read.moves("cuda") and gpu_read.emulated and gpu_read.lanes == ["tcp/lo"]
+    assert summary([gpu_read]) == "tcp/lo (intra-node get, software emulation)"
+    assert logged_kv_layout(ONE_GPU) == "HND"
 
 
 def test_every_lane_of_a_multi_lane_protocol_is_named():
     (read,) = kv_protocols(RECORDED + TWO_LANES)[1:]
     assert read.scope == "inter-node"
     assert read.lanes == ["rc_mlx5/mlx5_0:1", "rc_mlx5/mlx5_1:1"]
-    assert json.loads(json.dumps(read.as_dict()))["lanes"] == read.lanes
+    assert read.as_dict("cuda")["lanes"] == read.lanes
 
 
 def test_a_table_printed_twice_counts_once():
@@ -113,20 +126,35 @@ def test_idle_cpu_dominates_only_kv_servers_on_cpu_devices(given, dominated):
     assert len(dominating_idle(given)) == dominated
 
 
-def with_lanes(row: LaunchServerRow, *lanes: str, error: str | None = None) -> LaunchServerRow:
-    protocols = [{"scope": "inter-node", "operation": "remote memory read", "lanes": list(lanes)}]
+def with_lanes(
+    row: LaunchServerRow, *lanes: str, emulated: bool = False, error: str | None = None
+) -> LaunchServerRow:
+    protocols = [
+        # What moves the KV, and a host-memory write beside it that does not (NIXL's own).
+        {
+            "operation": "remote memory read",
+            "lanes": list(lanes),
+            "moves_kv": True,
+            "emulated": emulated,
+        },
+        {"operation": "remote memory write", "lanes": ["cma/memory"], "moves_kv": False},
+    ]
     return dataclasses.replace(row, kv_protocols=json.dumps(protocols), preflight_error=error)
 
 
-def test_a_launch_whose_kv_moves_over_tcp_alone_is_a_finding():
+def test_what_is_wrong_with_a_launchs_kv_path():
     decode = server("decode", "cuda", 0.9)
     assert transport_findings([with_lanes(decode, "rc_mlx5/mlx5_0:1", "tcp/eth0")]) == []
     assert transport_findings([with_lanes(decode, "cuda_ipc/cuda")]) == []
     assert transport_findings([with_lanes(decode, "tcp/eth0", "tcp/eth1")]) == [
         "l: the KV moves over TCP alone (tcp/eth0, tcp/eth1)"
     ]
+    assert transport_findings([with_lanes(decode, "tcp/lo", emulated=True)]) == [
+        "l: UCX emulates the KV transfer in software over tcp/lo (no remote memory lane between "
+        "the engines)"
+    ]
     assert transport_findings([with_lanes(decode)]) == [
-        "l: UCX reported no lane for the KV (is UCX_PROTO_INFO off?)"
+        "l: UCX reported no lane for the KV's memory (is UCX_PROTO_INFO off?)"
     ]
     assert transport_findings([with_lanes(decode, error="HTTP 500")]) == [
         "l: the preflight handoff failed: HTTP 500"
