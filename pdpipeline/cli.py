@@ -143,6 +143,7 @@ def _campaign(args: argparse.Namespace) -> None:
 
 def _search(args: argparse.Namespace) -> None:
     from pdpipeline.profile import load_profile
+    from pdpipeline.report.transport import caveat_lines
     from pdpipeline.search import run_search
 
     load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
@@ -151,7 +152,7 @@ def _search(args: argparse.Namespace) -> None:
     for i, r in enumerate(rounds):
         print(f"  round {i}: campaign {r.campaign_id}, {r.runs} runs, {r.seconds / 60:.1f} min")
     print("\nrecommendation:")
-    for sentence in found["sentence"]:
+    for sentence in [*found["sentence"], *caveat_lines(found["caveat"])]:
         print(f"- {sentence}")
     print(
         '\n(pdpipeline sql "SELECT * FROM recommendations WHERE campaign_id = '

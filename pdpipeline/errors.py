@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pdpipeline.serving.engine import UCX_PROTO_LINE
+
 
 class PdPipelineError(Exception):
     """Base of every error the tool reports to users as one line."""
@@ -21,8 +23,13 @@ TAIL_CHARS_IN_MESSAGE = 800
 
 
 def one_line_tail(log_tail: str) -> str:
-    """The last non-empty lines of a log joined with " | ", its end kept when it is too long."""
-    lines = [" ".join(line.split()) for line in log_tail.splitlines() if line.strip()]
+    """The last non-empty lines of a log joined with " | ", its end kept when it is too long.
+    UCX's protocol tables (diagnostics the preflight reads) are left out: never a cause."""
+    lines = [
+        " ".join(line.split())
+        for line in log_tail.splitlines()
+        if line.strip() and not UCX_PROTO_LINE.match(line.strip())
+    ]
     text = " | ".join(lines[-TAIL_LINES_IN_MESSAGE:])
     if len(text) > TAIL_CHARS_IN_MESSAGE:
         text = "..." + text[-(TAIL_CHARS_IN_MESSAGE - 3) :]

@@ -28,6 +28,7 @@ from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import deltas, scrape, total
 from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests
 from pdpipeline.plan import ArmPlan, Instance
+from pdpipeline.serving.engine import UCX_PROTO_LINE
 from pdpipeline.warehouse.rows import LaunchServerRow
 
 IDLE_SECONDS = 2.0
@@ -63,8 +64,6 @@ lines = [l.rstrip() for l in open(log, errors="replace") if any(w in l for w in 
 print(json.dumps({"cores": used / seconds, "nixl": nixl, "lines": lines[-4000:]}))
 """
 
-# "[1795906013.06] [vm:2313 :0]   | text |": a line of UCX's protocol selection tables.
-_UCX_LINE = re.compile(r"^\[(?P<ts>[\d.]+)\] \[(?P<where>[^\]]+)\]\s+(?P<text>[|+].*)$")
 # "<context> intra-node cfg#1": a table's title; self is a worker talking to itself.
 _TITLE = re.compile(r"^(?P<context>\S+) (?P<scope>self|intra-node|inter-node) cfg#\d+$")
 # "rc_mlx5/mlx5_0:1", "cma/memory", "cuda_ipc/cuda": a transport on a device, one lane.
@@ -113,7 +112,7 @@ def kv_protocols(lines: Sequence[str]) -> list[Protocol]:
     each, in the order printed; a worker's tables with itself left out."""
     tables: dict[tuple[str, str], list[str]] = {}
     for line in lines:
-        if (m := _UCX_LINE.match(line.strip())) and m["text"].startswith("|"):
+        if (m := UCX_PROTO_LINE.match(line.strip())) and m["text"].startswith("|"):
             cells = [c.strip() for c in m["text"].strip("|").split("|")]
             tables.setdefault((m["ts"], m["where"]), []).append(cells)
     found: list[Protocol] = []
@@ -175,7 +174,7 @@ async def probe(launcher: Launcher, instance: Instance, service: Service) -> Pro
             _PROBE,
             str(service.pid),
             str(IDLE_SECONDS),
-            service.log_path,
+            launcher.log_file(service),
         ]
     )
     found = json.loads(out.strip().splitlines()[-1])

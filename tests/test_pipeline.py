@@ -20,7 +20,7 @@ import yaml
 from pdpipeline.pipeline import CampaignFailedError, run_campaign
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.browser import SCREENSHOTS, browser_page, dismiss_welcome, expect, wait_for_http
-from tests.support.local import ROOT, free_port, local_profile_data
+from tests.support.local import ROOT, free_port, layouts_profile_data, local_profile_data
 from tests.support.servers import group_alive
 
 
@@ -100,8 +100,10 @@ def test_missing_model_dir_stops_the_campaign_before_any_server(tmp_path, tiny_m
 def campaign(tiny_model, tmp_path_factory):
     """One whole campaign on the local layout with a small workload, kept for the tests below."""
     tmp = tmp_path_factory.mktemp("campaign")
-    data = local_profile_data(
+    # One 1P1D layout, against the two replicas it sizes; two KV block sizes for every arm.
+    data = layouts_profile_data(
         tiny_model,
+        (32, 128),
         points=[{"input_len": 256, "output_len": 16}],
         concurrency=[2],
         requests_per_point=6,
@@ -111,19 +113,6 @@ def campaign(tiny_model, tmp_path_factory):
         request_timeout_s=120,
     )
     data["proxy"]["leg_timeout_s"] = 60
-    # One 1P1D layout, against the two replicas it sizes; two KV block sizes for every arm.
-    data["arms"]["replicated"] = {}
-    data["arms"]["disaggregated"] = {
-        "layouts": ["1P1D"],
-        "variants": [
-            {"name": "pull", "kv_connector": "NixlConnector"},
-            {"name": "push", "kv_connector": "NixlPushConnector"},
-        ],
-    }
-    data["engine_variants"] = [
-        {"name": "block32", "vllm_args": ["--block-size", "32"]},
-        {"name": "block128", "vllm_args": ["--block-size", "128"]},
-    ]
     home = tmp / "dagster_home"  # a persistent instance: the UI test reads it
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(tempdir=str(home))

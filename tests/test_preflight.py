@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from pdpipeline.errors import one_line_tail
 from pdpipeline.preflight import (
     contiguous_across_layers,
     dominating_idle,
@@ -160,3 +161,12 @@ def test_what_is_wrong_with_a_launchs_kv_path():
         "l: the preflight handoff failed: HTTP 500"
     ]
     assert transport_findings([server("standalone", "cpu", 0.0)]) == []
+
+
+def test_ucx_tables_never_stand_as_the_cause_in_a_log_tail():
+    tail = "\n".join([*RECORDED, "Traceback (most recent call last):", "ValueError: boom"])
+    assert one_line_tail(tail) == (
+        "(EngineCore pid=2302) INFO 11-28 22:46:52 [utils.py:347] Using LBHNC KV cache layout. | "
+        "(Worker pid=2313) INFO 11-28 22:46:53 [base_worker.py:865] Detected kv cache layout "
+        "LBHNC | Traceback (most recent call last): | ValueError: boom"
+    )

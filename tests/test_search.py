@@ -14,26 +14,14 @@ from pdpipeline.cli import main
 from pdpipeline.profile import Profile
 from pdpipeline.search import THROUGHPUT, conclude, deciders, follow_up, gaps, search
 from pdpipeline.warehouse.store import Warehouse
-from tests.support.local import local_profile_data
+from tests.support.local import layouts_profile_data, local_profile_data
 
 CROSSOVER = 16  # the double's disaggregated setup beats its replicas above this concurrency
 WINDOW_S = 10.0
 
 
 def search_profile(tiny_model: Path) -> dict:
-    data = local_profile_data(tiny_model)
-    data["arms"]["replicated"] = {}
-    data["arms"]["disaggregated"] = {
-        "layouts": ["1P1D"],
-        "variants": [
-            {"name": "pull", "kv_connector": "NixlConnector"},
-            {"name": "push", "kv_connector": "NixlPushConnector"},
-        ],
-    }
-    data["engine_variants"] = [
-        {"name": "block16", "vllm_args": ["--block-size", "16"]},
-        {"name": "block128", "vllm_args": ["--block-size", "128"]},
-    ]
+    data = layouts_profile_data(tiny_model, (16, 128))
     data["workload"] |= {"concurrency": [2, 64], "repeats": 2}
     data["slo_tiers"] = {"batch": {"ttft_ms": 5000, "tpot_ms": 100}}
     return data

@@ -92,6 +92,10 @@ class Launcher(abc.ABC):
     async def log_tail(self, service: Service, lines: int = 30) -> str:
         """The last lines of the service's log."""
 
+    def log_file(self, service: Service) -> str:
+        """The service's log as a path on its host (`log_path` also names a remote host)."""
+        return service.log_path
+
     @abc.abstractmethod
     async def run_command(
         self, argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None

@@ -158,6 +158,9 @@ class SshLauncher(Launcher):
     ) -> str:
         return await self._run(_with_env(argv, env or {}), stdin)
 
+    def log_file(self, service: Service) -> str:
+        return str(self._paths(service.name)["log"])
+
     # -- services ---------------------------------------------------------------------------
 
     def _paths(self, name: str) -> dict[str, PurePosixPath]:

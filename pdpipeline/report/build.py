@@ -21,7 +21,7 @@ from pdpipeline.report.kvcost import RUN_FACTOR, SETTING_FACTOR, setting_residua
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.series import Series
-from pdpipeline.report.transport import PREFLIGHT_TITLE, preflight_markdown
+from pdpipeline.report.transport import PREFLIGHT_TITLE, caveat_lines, preflight_markdown
 from pdpipeline.report.verdict import headline, tier_verdicts, verdicts
 from pdpipeline.warehouse.store import Warehouse
 
@@ -156,11 +156,10 @@ def build(
     points = verdicts(comparison)
     if not f["recommendations"].height:
         f["recommendations"] = recommendations(f["slo_goodput"], campaign_id)
-    caveats = f["recommendations"]["caveat"].drop_nulls().unique(maintain_order=True)
     page = _Verdicts(
         recommendation=[
             *f["recommendations"]["sentence"].to_list(),
-            *(f"Every comparison with a disaggregated setup here is {c}" for c in caveats),
+            *caveat_lines(f["recommendations"]["caveat"]),
         ],
         tiers=_tier_sentences(f),
         headline=headline(points),

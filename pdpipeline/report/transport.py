@@ -32,6 +32,14 @@ def spin_caveat(servers: pl.DataFrame) -> str | None:
     )
 
 
+def caveat_lines(caveats: pl.Series) -> list[str]:
+    """The recommendations' caveats (column `caveat`), once each, as sentences."""
+    return [
+        f"Every comparison with a disaggregated setup here is {c}"
+        for c in caveats.drop_nulls().unique(maintain_order=True)
+    ]
+
+
 PREFLIGHT_COLUMNS = {
     "Launch": lambda r: r["launch"],
     "Server": lambda r: f"{r['role']} {r['server']}",

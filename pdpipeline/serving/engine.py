@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,6 +15,10 @@ DeviceKind = Literal["cuda", "cpu"]
 MODULE_ENTRY_POINT = ("python", "-m", "vllm.entrypoints.openai.api_server")
 
 KV_ROLES: dict[Role, str] = {"prefill": "kv_producer", "decode": "kv_consumer"}
+
+# A line of the protocol tables UCX prints into a KV server's log (UCX_PROTO_INFO, set below):
+# "[1795906013.062140] [vm:2313 :0]   | remote memory read by ucp_get* ... |".
+UCX_PROTO_LINE = re.compile(r"^\[(?P<ts>[\d.]+)\] \[(?P<where>[^\]]+)\]\s+(?P<text>[|+].*)$")
 
 # Variables a host's environment may carry into vLLM untouched (transport selection and debugging).
 PASSTHROUGH_PREFIXES = ("UCX_", "NIXL_", "NCCL_")

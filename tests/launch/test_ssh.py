@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from pdpipeline.errors import HostUnreachableError, ServerDiedError, ServerStartError
+from pdpipeline.errors import HostUnreachableError, ServerStartError
 from pdpipeline.launch.ssh import SshLauncher
 from pdpipeline.pipeline import run_campaign
 from pdpipeline.plan import plan_arm, proxy_service, server_service
@@ -22,7 +22,7 @@ from pdpipeline.profile import Profile
 from pdpipeline.runner import run_arm
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.local import free_port, local_profile_data
-from tests.support.servers import LONG_RUN, arm_ports, group_alive, kill_once_serving
+from tests.support.servers import LONG_RUN, group_alive, run_arm_killing
 from tests.support.sshd import Sshd, keygen
 
 pytestmark = pytest.mark.ssh
@@ -130,25 +130,14 @@ async def test_remote_server_killed_mid_run_ends_the_arm_with_one_line_naming_it
     data = ssh_profile(tiny_model, sshd, tmp_path).model_dump(exclude_none=True)
     data["workload"] |= LONG_RUN
     profile = Profile.model_validate(data)
-    plan = plan_arm(profile, "single")
-    victim = plan.instances[0]
-    killer = asyncio.create_task(
-        kill_once_serving(victim.server.url, victim.service.port, arm_ports(plan))
-    )
-    try:
-        with pytest.raises(ServerDiedError) as died:
-            await run_arm(profile, "single", "killed", tmp_path / "logs", print)
-    finally:
-        killer.cancel()
-    _, groups = await killer
-    message = str(died.value)
-    assert "\n" not in message
-    assert message.startswith(
-        f"standalone instance single-0 on host local port {victim.service.port} "
+    killed = await run_arm_killing(profile, "single", "standalone", tmp_path / "logs")
+    assert "\n" not in killed.message
+    assert killed.message.startswith(
+        f"standalone instance single-0 on host local port {killed.victim.service.port} "
         "ended (killed by SIGKILL) during in256-out512-c4-rep0"
     )
-    assert "; log tail: " in message
-    assert not any(group_alive(g) for g in groups)
+    assert "; log tail: " in killed.message
+    assert not any(group_alive(g) for g in killed.groups)
     assert remote_pids(tmp_path) == []
 
 

@@ -16,7 +16,7 @@ import polars as pl
 import psutil
 import pytest
 
-from pdpipeline.errors import PortInUseError, ServerDiedError, ServerStartError
+from pdpipeline.errors import PortInUseError, ServerStartError
 from pdpipeline.launch.local import LocalLauncher, port_is_free
 from pdpipeline.loadgen.bench import bench
 from pdpipeline.loadgen.client import Client
@@ -27,10 +27,10 @@ from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.preflight import describe, preflight
 from pdpipeline.profile import Profile
 from pdpipeline.report.transport import spin_caveat
-from pdpipeline.runner import kv_transfer_figures, run_arm
+from pdpipeline.runner import kv_transfer_figures
 from pdpipeline.serving.protocol import REQUEST_ID_HEADER
 from tests.support.local import free_port, local_profile_data
-from tests.support.servers import LONG_RUN, Arm, arm_ports, group_alive, kill_once_serving
+from tests.support.servers import LONG_RUN, Arm, arm_ports, group_alive, run_arm_killing
 
 pytestmark = pytest.mark.vllm
 
@@ -324,19 +324,8 @@ async def test_server_killed_mid_run_ends_the_arm_with_one_line_naming_it(
     """The dead server's error, not the connection errors it causes, ends the arm, at once;
     every process of the arm is stopped and no row comes back."""
     profile = Profile.model_validate(local_profile_data(tiny_model, **LONG_RUN))
-    plan = plan_arm(profile, arm)
-    victim = next(i for i in plan.instances if i.server.role == role)
-    killer = asyncio.create_task(
-        kill_once_serving(victim.server.url, victim.service.port, arm_ports(plan))
-    )
-    try:
-        with pytest.raises(ServerDiedError) as died:
-            await run_arm(profile, arm, "killed", tmp_path / "logs")
-        ended_at = time.monotonic()
-    finally:
-        killer.cancel()
-    killed_at, groups = await killer
-    message = str(died.value)
+    killed = await run_arm_killing(profile, arm, role, tmp_path / "logs")
+    victim, message = killed.victim, killed.message
     assert "\n" not in message
     assert message.startswith(
         f"{role} instance {victim.server.name} on host local port {victim.service.port} "
@@ -344,6 +333,7 @@ async def test_server_killed_mid_run_ends_the_arm_with_one_line_naming_it(
     )
     assert "; log tail: " in message
     # Found by the watcher within seconds (teardown included), not at a request's timeout.
-    assert ended_at - killed_at < 60
-    assert not any(group_alive(g) for g in groups)
+    assert killed.ended_at - killed.killed_at < 60
+    assert not any(group_alive(g) for g in killed.groups)
+    plan = plan_arm(profile, arm)
     assert all(port_is_free("127.0.0.1", p) for p in arm_ports(plan))

@@ -100,3 +100,21 @@ def local_profile_data(model_dir: Path, **workload) -> dict:
         }
         | workload,
     }
+
+
+def layouts_profile_data(model_dir: Path, block_sizes: tuple[int, int], **workload) -> dict:
+    """`local_profile_data` with one 1P1D layout (pull and push) against the two replicas it
+    sizes, and two KV block sizes as engine variants of every arm ("block32", ...)."""
+    data = local_profile_data(model_dir, **workload)
+    data["arms"]["replicated"] = {}
+    data["arms"]["disaggregated"] = {
+        "layouts": ["1P1D"],
+        "variants": [
+            {"name": "pull", "kv_connector": "NixlConnector"},
+            {"name": "push", "kv_connector": "NixlPushConnector"},
+        ],
+    }
+    data["engine_variants"] = [
+        {"name": f"block{size}", "vllm_args": ["--block-size", str(size)]} for size in block_sizes
+    ]
+    return data

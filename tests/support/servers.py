@@ -8,16 +8,18 @@ import os
 import signal
 import time
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import psutil
 
+from pdpipeline.errors import ServerDiedError
 from pdpipeline.launch.hosts import launchers_for
 from pdpipeline.loadgen.metrics import parse
-from pdpipeline.plan import plan_arm
+from pdpipeline.plan import Instance, plan_arm
 from pdpipeline.profile import Profile
-from pdpipeline.runner import start_all
+from pdpipeline.runner import run_arm, start_all
 
 
 def group_alive(pgid: int) -> bool:
@@ -82,14 +84,15 @@ def listening_groups(ports: list[int]) -> dict[int, int]:
 
 
 async def serving(url: str) -> None:
-    """Return once the metrics of the server at `url` show a request: a run is under way."""
+    """Return once the metrics of the server at `url` show two requests (running or done): a run
+    is under way. The preflight of a disaggregated launch sends one before the run."""
     busy = ("vllm:num_requests_running", "vllm:request_success_total")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while True:
             try:
                 async with session.get(url + "/metrics") as response:
                     metrics = parse(await response.text())
-                if sum(v for (name, _), v in metrics.items() if name in busy) > 0:
+                if sum(v for (name, _), v in metrics.items() if name in busy) >= 2:
                     return
             except (aiohttp.ClientError, TimeoutError):
                 pass  # not started yet
@@ -106,3 +109,35 @@ async def kill_once_serving(url: str, port: int, ports: list[int]) -> tuple[floa
     groups = listening_groups(ports)
     os.killpg(groups[port], signal.SIGKILL)
     return time.monotonic(), set(groups.values())
+
+
+@dataclass(frozen=True)
+class Killed:
+    """How an arm ended whose `victim` was killed mid-run (`run_arm_killing`)."""
+
+    victim: Instance
+    message: str  # the ServerDiedError that ended the arm
+    killed_at: float  # time.monotonic() of the kill
+    ended_at: float  # time.monotonic() when run_arm raised
+    groups: set[int]  # the arm's process groups at the kill
+
+
+async def run_arm_killing(profile: Profile, arm: str, role: str, log_dir: Path) -> Killed:
+    """Run `arm` (with a workload long enough, e.g. LONG_RUN) and SIGKILL its first `role`
+    instance's process group once it serves; the arm must end with a ServerDiedError."""
+    plan = plan_arm(profile, arm)
+    victim = next(i for i in plan.instances if i.server.role == role)
+    killer = asyncio.create_task(
+        kill_once_serving(victim.server.url, victim.service.port, arm_ports(plan))
+    )
+    try:
+        try:
+            await run_arm(profile, arm, "killed", log_dir, print)
+        except ServerDiedError as died:
+            message, ended_at = str(died), time.monotonic()
+        else:
+            raise AssertionError(f"{arm} finished although {victim.server.name} was killed")
+    finally:
+        killer.cancel()
+    killed_at, groups = await killer
+    return Killed(victim, message, killed_at, ended_at, groups)
