@@ -91,10 +91,11 @@ class Protocol:
         return any(description == "software emulation" for _, description, _ in self.ranges)
 
     def moves(self, device_kind: str) -> bool:
-        """Whether it reads or writes the memory the KV cache lives in: "cuda/GPU0", "cuda
-        memory" on GPU hosts; "host memory" on CPU ones."""
+        """Whether it moves memory of the kind the KV cache lives in, at both ends: "into
+        cuda/GPU0 from cuda/dev[2]" on GPU hosts (not "from host memory to cuda/dev[2]", which
+        UCX also sets up there), "into host memory from host" on CPU ones."""
         memory = "cuda" if device_kind == "cuda" else "host"
-        return memory in self.operation.partition(" by ")[2]
+        return self.operation.partition(" by ")[2].count(memory) >= 2
 
     def as_dict(self, device_kind: str) -> dict:
         return {

@@ -25,6 +25,9 @@ from tests.support.local import ROOT
 
 RECORDED = (ROOT / "tests" / "fixtures" / "ucx_proto_info.log").read_text().splitlines()
 ONE_GPU = (ROOT / "tests" / "fixtures" / "ucx_proto_info_h200_one_gpu.log").read_text().splitlines()
+TWO_GPUS = (
+    (ROOT / "tests" / "fixtures" / "ucx_proto_info_h200_two_gpus.log").read_text().splitlines()
+)
 
 # UCX's table for an RDMA read over two NICs, in the format it prints (two lanes).
 TWO_LANES = """\
@@ -47,6 +50,17 @@ def test_the_kv_read_is_found_and_a_worker_talking_to_itself_is_not():
     assert read.lanes == ["cma/memory"]
     assert read.moves("cpu") and not read.moves("cuda") and not read.emulated
     assert summary([read]) == "cma/memory (intra-node get)"
+
+
+def test_on_two_gpus_the_kv_read_is_cuda_ipc_and_an_emulated_host_write_is_not_the_kv():
+    host_to_gpu, gpu_read = kv_protocols(TWO_GPUS)
+    assert host_to_gpu.emulated and not host_to_gpu.moves("cuda")
+    assert gpu_read.moves("cuda") and gpu_read.lanes == ["cuda_ipc/cuda"]
+    decode = dataclasses.replace(
+        server("decode", "cuda", 1.0),
+        kv_protocols=json.dumps([p.as_dict("cuda") for p in (host_to_gpu, gpu_read)]),
+    )
+    assert transport_findings([decode]) == []
 
 
 def test_two_engines_on_one_gpu_read_the_kv_by_software_emulation_over_tcp():

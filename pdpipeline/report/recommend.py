@@ -67,9 +67,16 @@ def _row(
     limits = describe(tier.ttft_ms, tier.tpot_ms, tier.attainment)
     where = f"for {shape.input_len}/{shape.output_len} at {limits}"
     best = _best_disaggregated(shape)
+    alone = None if best else _unrivalled(goodput, tier.tier, shape)
     verdict, setup, rival, ratio = "none", None, None, None
     if shape.winner is None:
         sentence = f"{where}: no setup meets it at any load measured."
+    elif alone is not None:
+        verdict, setup = "disaggregated", alone
+        sentence = (
+            f"{where}: {alone} — it meets the tier and no replicated setup does at any load "
+            "measured (no ratio: the replicas' goodput within the tier is 0)."
+        )
     elif best is None or best[0].ratio == 0:
         verdict, setup = "replicated", shape.winner
         sentence = f"{where}: {shape.winner}; no disaggregated setup meets it at any load."
@@ -117,8 +124,23 @@ def _row(
         sentence=sentence,
         evidence=json.dumps(_evidence(goodput, tier.tier, shape, [setup, rival])),
         campaigns=json.dumps(pooled),
-        caveat=caveat if best is not None else None,
+        caveat=caveat if best is not None or alone is not None else None,
     )
+
+
+def _unrivalled(goodput: pl.DataFrame, tier: str, shape: ShapeVerdict) -> str | None:
+    """The disaggregated setup serving most at the shape where it meets the tier and no
+    replicated setup does (so no ratio to replicas exists); None otherwise."""
+    met = goodput.filter(
+        (pl.col("tier") == tier)
+        & (pl.col("input_len") == shape.input_len)
+        & (pl.col("output_len") == shape.output_len)
+        & pl.col("point_met")
+    )
+    if met.filter(pl.col("arm") == "replicated").height:
+        return None
+    found = met.filter(pl.col("arm") == "disaggregated").sort("goodput_per_gpu", descending=True)
+    return Series.of(found.row(0, named=True)).label if found.height else None
 
 
 def _evidence(

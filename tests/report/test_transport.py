@@ -1,15 +1,11 @@
-"""The preflight as the report says it: the caveat of a comparison dominated by idle CPU, the
-KV transport table, and the recommendation rows the caveat marks."""
+"""The preflight as the report says it: the caveat of a comparison dominated by idle CPU, and
+the KV transport table."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from pdpipeline.report.recommend import recommendations
-from pdpipeline.report.slo import goodput_by_tier
 from pdpipeline.report.transport import preflight_markdown, spin_caveat
-from tests.report.constructed import layouts_campaign
-from tests.report.test_slo import LAYOUT_TIERS
 from tests.test_preflight import server
 
 
@@ -41,16 +37,3 @@ def test_the_preflight_table_lists_the_kv_servers_only():
     assert "prefill prefill-0" in row and "cma/memory (intra-node get)" in row
     assert "| LBHNC | no | 0.7 | 1.5.1 | 0.98 |" in row
     assert preflight_markdown(pl.DataFrame([server("standalone", "cpu", 0.0)])) == ""
-
-
-def test_the_caveat_marks_the_rows_that_set_disaggregation_against_replicas():
-    runs, requests = layouts_campaign()
-    found = recommendations(goodput_by_tier(runs, requests, LAYOUT_TIERS), "c", caveat="X")
-    compared = found.filter(pl.col("setup").str.starts_with("disaggregated"))
-    assert compared.height and (compared["caveat"] == "X").all()
-    assert found.filter(pl.col("caveat").is_null())["verdict"].is_in(["none", "replicated"]).all()
-    assert (
-        recommendations(goodput_by_tier(runs, requests, LAYOUT_TIERS), "c")["caveat"]
-        .is_null()
-        .all()
-    )
