@@ -132,7 +132,10 @@ def _campaign(args: argparse.Namespace) -> None:
         return
     warehouse = Warehouse()
     table = warehouse.query("SELECT * FROM comparison WHERE campaign_id = ?", [campaign.id])
-    print(f"\ncampaign {campaign.id}\n\n{headline(verdicts(table))}\n\n{markdown(table)}\n")
+    found = warehouse.query("SELECT * FROM recommendations WHERE campaign_id = ?", [campaign.id])
+    print(f"\ncampaign {campaign.id}")
+    _print_recommendation(found)
+    print(f"\n{headline(verdicts(table))}\n\n{markdown(table)}\n")
     report = reports_dir(warehouse.path) / campaign.id / "report.html"
     print(f"report: {report.resolve()}")
     print(
@@ -143,7 +146,6 @@ def _campaign(args: argparse.Namespace) -> None:
 
 def _search(args: argparse.Namespace) -> None:
     from pdpipeline.profile import load_profile
-    from pdpipeline.report.transport import caveat_lines
     from pdpipeline.search import run_search
 
     load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
@@ -151,13 +153,20 @@ def _search(args: argparse.Namespace) -> None:
     print(f"\nsearch {rounds[0].campaign_id}: {len(rounds)} round(s)")
     for i, r in enumerate(rounds):
         print(f"  round {i}: campaign {r.campaign_id}, {r.runs} runs, {r.seconds / 60:.1f} min")
-    print("\nrecommendation:")
-    for sentence in [*found["sentence"], *caveat_lines(found["caveat"])]:
-        print(f"- {sentence}")
+    _print_recommendation(found)
     print(
         '\n(pdpipeline sql "SELECT * FROM recommendations WHERE campaign_id = '
         f"'{rounds[0].campaign_id}'\" for the evidence run ids)"
     )
+
+
+def _print_recommendation(found) -> None:
+    """The `recommendations` rows' sentences, then their caveats, once each."""
+    from pdpipeline.report.transport import caveat_lines
+
+    print("\nrecommendation:")
+    for sentence in [*found["sentence"], *caveat_lines(found["caveat"])]:
+        print(f"- {sentence}")
 
 
 def _warehouse(path: str) -> Warehouse:
