@@ -34,6 +34,9 @@ from pdpipeline.warehouse.rows import LaunchServerRow
 IDLE_SECONDS = 2.0
 # Idle CPU above this share of an instance's devices dominates a comparison on CPU hosts.
 DOMINATING_IDLE_SHARE = 0.5
+# How each connector moves the KV: pull, the decode reads the prefill's blocks; push, the prefill
+# writes into the decode's. UCX prints protocols for both and more; the handoff uses these.
+KV_DIRECTION = {"NixlConnector": "read", "NixlPushConnector": "write"}
 DESCRIPTORS_SUM = "vllm:nixl_num_descriptors_sum"
 DESCRIPTORS_COUNT = "vllm:nixl_num_descriptors_count"
 
@@ -90,20 +93,22 @@ class Protocol:
         between two engines on one GPU, over tcp/lo: measured on an H200)."""
         return any(description == "software emulation" for _, description, _ in self.ranges)
 
-    def moves(self, device_kind: str) -> bool:
-        """Whether it moves memory of the kind the KV cache lives in, at both ends: "into
-        cuda/GPU0 from cuda/dev[2]" on GPU hosts (not "from host memory to cuda/dev[2]", which
-        UCX also sets up there), "into host memory from host" on CPU ones."""
+    def moves(self, device_kind: str, direction: str | None = None) -> bool:
+        """Whether it moves memory of the kind the KV cache lives in, at both ends ("into
+        cuda/GPU0 from cuda/dev[2]" on GPU hosts, not "from host memory to cuda/dev[2]", which
+        UCX also sets up there; "into host memory from host" on CPU ones), in the handoff's
+        `direction` ("read" or "write") when it is known."""
         memory = "cuda" if device_kind == "cuda" else "host"
-        return self.operation.partition(" by ")[2].count(memory) >= 2
+        both_ends = self.operation.partition(" by ")[2].count(memory) >= 2
+        return both_ends and (direction is None or f"remote memory {direction}" in self.operation)
 
-    def as_dict(self, device_kind: str) -> dict:
+    def as_dict(self, device_kind: str, direction: str | None = None) -> dict:
         return {
             "scope": self.scope,
             "operation": self.operation,
             "ranges": [list(r) for r in self.ranges],
             "lanes": self.lanes,
-            "moves_kv": self.moves(device_kind),
+            "moves_kv": self.moves(device_kind, direction),
             "emulated": self.emulated,
         }
 
@@ -193,6 +198,7 @@ async def preflight(
     """One row per server of the launch. A disaggregated launch first hands one request of
     `input_len` over, so that the KV path is set up and its descriptors counted."""
     kv = [i for i in plan.instances if i.server.role != "standalone"]
+    direction = plan.variant and KV_DIRECTION.get(plan.variant.kv_connector)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
@@ -222,7 +228,7 @@ async def preflight(
         server = instance.server
         is_kv = server.role != "standalone"
         protocols = kv_protocols(found.log_lines) if is_kv else []
-        moving = [p for p in protocols if p.moves(server.device_kind)]
+        moving = [p for p in protocols if p.moves(server.device_kind, direction)]
         layout = logged_kv_layout(found.log_lines) if is_kv else None
         rows.append(
             LaunchServerRow(
@@ -247,7 +253,7 @@ async def preflight(
                     descriptors / blocks if is_kv and blocks and descriptors else None
                 ),
                 kv_protocols=(
-                    json.dumps([p.as_dict(server.device_kind) for p in protocols])
+                    json.dumps([p.as_dict(server.device_kind, direction) for p in protocols])
                     if is_kv
                     else None
                 ),

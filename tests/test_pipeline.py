@@ -186,13 +186,18 @@ def test_campaign_writes_every_series_of_layouts_engine_and_handoff_variants(cam
     # UCX chose for the KV; the pairs' NIXL threads spin their cores while idle, so every
     # recommendation that sets a pair against replicas says that dominates it.
     servers = warehouse.query(
-        "SELECT launch, role, engine_variant, block_size, kv_lanes, idle_cpu_cores "
+        "SELECT launch, role, variant, engine_variant, block_size, kv_lanes, idle_cpu_cores "
         "FROM launch_servers"
     )
     assert servers.height == 2 + 2 * 2 + 4 * 2
     assert all(str(b) in e for e, b in servers.select("engine_variant", "block_size").rows())
     kv = servers.filter(pl.col("role") != "standalone")
-    assert kv.height == 8 and kv["kv_lanes"].is_not_null().all()
+    # The side that moves the KV names its lanes: pull's decode reads, push's prefill writes.
+    movers = kv.filter(
+        ((pl.col("variant") == "pull") & (pl.col("role") == "decode"))
+        | ((pl.col("variant") == "push") & (pl.col("role") == "prefill"))
+    )
+    assert kv.height == 8 and movers.height == 4 and movers["kv_lanes"].is_not_null().all()
     assert (kv["idle_cpu_cores"] > 0.5).all()
     assert (servers.filter(pl.col("role") == "standalone")["idle_cpu_cores"] < 0.3).all()
     caveats = warehouse.query(

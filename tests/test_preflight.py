@@ -49,6 +49,7 @@ def test_the_kv_read_is_found_and_a_worker_talking_to_itself_is_not():
     assert read.ranges == (("0..inf", "zero-copy", "cma/memory"),)
     assert read.lanes == ["cma/memory"]
     assert read.moves("cpu") and not read.moves("cuda") and not read.emulated
+    assert read.moves("cpu", "read") and not read.moves("cpu", "write")  # pull, not push
     assert summary([read]) == "cma/memory (intra-node get)"
 
 
