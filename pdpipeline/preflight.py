@@ -28,6 +28,7 @@ from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import deltas, scrape, total
 from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests
 from pdpipeline.plan import ArmPlan, Instance
+from pdpipeline.report.kvcost import DESCRIPTORS_SUM
 from pdpipeline.serving.engine import UCX_PROTO_LINE
 from pdpipeline.warehouse.rows import LaunchServerRow
 
@@ -37,8 +38,6 @@ DOMINATING_IDLE_SHARE = 0.5
 # How each connector moves the KV: pull, the decode reads the prefill's blocks; push, the prefill
 # writes into the decode's. UCX prints protocols for both and more; the handoff uses these.
 KV_DIRECTION = {"NixlConnector": "read", "NixlPushConnector": "write"}
-DESCRIPTORS_SUM = "vllm:nixl_num_descriptors_sum"
-DESCRIPTORS_COUNT = "vllm:nixl_num_descriptors_count"
 
 # Runs on the server's host with its Python: the CPU seconds the process group spends over a
 # quiet spell, the NIXL version, and the lines of the server's log the preflight reads.
