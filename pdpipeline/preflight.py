@@ -28,8 +28,8 @@ from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import deltas, scrape, total
 from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests
 from pdpipeline.plan import ArmPlan, Instance
-from pdpipeline.report.kvcost import DESCRIPTORS_SUM
 from pdpipeline.serving.engine import UCX_PROTO_LINE
+from pdpipeline.serving.vllm_metrics import CACHE_CONFIG_INFO, NIXL_DESCRIPTORS_SUM
 from pdpipeline.warehouse.rows import LaunchServerRow
 
 IDLE_SECONDS = 2.0
@@ -220,7 +220,7 @@ async def preflight(
     changes = [
         d for i in kv for d in deltas(i.server.name, before[i.server.name], after[i.server.name])
     ]
-    descriptors = total(changes, DESCRIPTORS_SUM)
+    descriptors = total(changes, NIXL_DESCRIPTORS_SUM)
     blocks = record.kv_blocks if record is not None and record.ok else None
     rows = []
     for instance, found in zip(plan.instances, probed, strict=True):
@@ -266,7 +266,7 @@ async def preflight(
 def block_size(samples: dict) -> int | None:
     """The block size the server's `vllm:cache_config_info` reports."""
     for (name, labels), _ in samples.items():
-        if name == "vllm:cache_config_info":
+        if name == CACHE_CONFIG_INFO:
             size = json.loads(labels).get("block_size")
             return int(size) if size and size.isdigit() else None
     return None

@@ -49,7 +49,7 @@ from pdpipeline.loadgen.workload import (
 from pdpipeline.plan import ArmPlan, plan_arms
 from pdpipeline.preflight import describe, preflight
 from pdpipeline.profile import Profile, Workload
-from pdpipeline.serving import protocol
+from pdpipeline.serving import protocol, vllm_metrics
 from pdpipeline.warehouse.rows import (
     HandoffVariantRow,
     LaunchServerRow,
@@ -62,7 +62,7 @@ from pdpipeline.warehouse.rows import (
 Progress = Callable[[str], None]
 
 # Only these metrics are kept per run: the server's own figures and the proxy's, not runtime noise.
-KEPT_METRIC_PREFIXES = ("vllm:", protocol.METRIC_PREFIX)
+KEPT_METRIC_PREFIXES = (vllm_metrics.PREFIX, protocol.METRIC_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -529,12 +529,14 @@ def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict[str, 
     on_pair = [m for m in metrics if roles.get(m.server) in ("prefill", "decode")]
     on_decode = [m for m in on_pair if roles[m.server] == "decode"]
     return {
-        "kv_bytes": total(on_pair, "vllm:nixl_bytes_transferred_sum"),
-        "kv_transfers": total(on_pair, "vllm:nixl_bytes_transferred_count"),
-        "kv_xfer_time_s": total(on_pair, "vllm:nixl_xfer_time_seconds_sum"),
-        "kv_failed_transfers": total(on_pair, "vllm:nixl_num_failed_transfers_total"),
+        "kv_bytes": total(on_pair, vllm_metrics.NIXL_BYTES_SUM),
+        "kv_transfers": total(on_pair, vllm_metrics.NIXL_BYTES_COUNT),
+        "kv_xfer_time_s": total(on_pair, vllm_metrics.NIXL_XFER_TIME_SUM),
+        "kv_failed_transfers": total(on_pair, vllm_metrics.NIXL_FAILED_TOTAL),
         "kv_external_tokens": total(
-            on_decode, "vllm:prompt_tokens_by_source_total", source="external_kv_transfer"
+            on_decode, vllm_metrics.PROMPT_TOKENS_BY_SOURCE_TOTAL,
+            source=vllm_metrics.EXTERNAL_KV_SOURCE,
+       
         ),
         "kv_params_missing": total(metrics, protocol.KV_PARAMS_MISSING_TOTAL),
     }

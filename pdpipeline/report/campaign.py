@@ -13,8 +13,6 @@ from pdpipeline.kvcache import KVLayout, kv_layout, load_config
 from pdpipeline.profile import Profile, profile_from_text
 from pdpipeline.report.compare import KvLink, compare, link_between, with_current_columns
 from pdpipeline.report.kvcost import (
-    DESCRIPTORS_COUNT,
-    DESCRIPTORS_SUM,
     cost_tables,
     degraded_runs,
     descriptor_counts,
@@ -25,6 +23,7 @@ from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.slo import campaign_tiers, goodput_by_tier
 from pdpipeline.report.transport import spin_caveat
+from pdpipeline.serving.vllm_metrics import NIXL_DESCRIPTORS_COUNT, NIXL_DESCRIPTORS_SUM
 from pdpipeline.warehouse.store import Warehouse
 
 
@@ -122,7 +121,7 @@ def campaign_kv_cost(
     descriptor counts and the KV blocks their requests offered."""
     metrics = warehouse.query(
         "SELECT run_id, name, delta FROM server_metrics WHERE campaign_id = ? AND name IN (?, ?)",
-        [campaign_id, DESCRIPTORS_SUM, DESCRIPTORS_COUNT],
+        [campaign_id, NIXL_DESCRIPTORS_SUM, NIXL_DESCRIPTORS_COUNT],
     )
     points = transfer_points(
         runs,

@@ -60,11 +60,10 @@ import polars as pl
 
 from pdpipeline.report.compare import KvLink, fixed_length
 from pdpipeline.report.series import series_label
+from pdpipeline.serving.vllm_metrics import NIXL_DESCRIPTORS_COUNT, NIXL_DESCRIPTORS_SUM
 from pdpipeline.warehouse.rows import KvCostFitRow, KvCostModelRow, polars_schema, to_frame
 from pdpipeline.warehouse.store import Warehouse
 
-DESCRIPTORS_SUM = "vllm:nixl_num_descriptors_sum"
-DESCRIPTORS_COUNT = "vllm:nixl_num_descriptors_count"
 DEFAULT_BLOCK_SIZE = 16  # vLLM's --block-size default on CUDA
 SETTING_KEYS = ["campaign_id", "layout", "engine_variant", "variant"]
 RUN_FACTOR = 3.0
@@ -134,11 +133,11 @@ def block_size(engine_args: str | Sequence[str] | None) -> int:
 def descriptor_counts(server_metrics: pl.DataFrame) -> pl.DataFrame:
     """Per run, the descriptor histogram's sum and count over every server (run_id,
     descriptors_sum, descriptors_count); no rows where the engine exports no such metric."""
-    wanted = server_metrics.filter(pl.col("name").is_in([DESCRIPTORS_SUM, DESCRIPTORS_COUNT]))
+    wanted = server_metrics.filter(pl.col("name").is_in([NIXL_DESCRIPTORS_SUM, NIXL_DESCRIPTORS_COUNT]))
     return wanted.group_by("run_id").agg(
-        pl.col("delta").filter(pl.col("name") == DESCRIPTORS_SUM).sum().alias("descriptors_sum"),
+        pl.col("delta").filter(pl.col("name") == NIXL_DESCRIPTORS_SUM).sum().alias("descriptors_sum"),
         pl.col("delta")
-        .filter(pl.col("name") == DESCRIPTORS_COUNT)
+        .filter(pl.col("name") == NIXL_DESCRIPTORS_COUNT)
         .sum()
         .alias("descriptors_count"),
     )
