@@ -534,9 +534,9 @@ def kv_transfer_figures(metrics: list[MetricDelta], plan: ArmPlan) -> dict[str, 
         "kv_xfer_time_s": total(on_pair, vllm_metrics.NIXL_XFER_TIME_SUM),
         "kv_failed_transfers": total(on_pair, vllm_metrics.NIXL_FAILED_TOTAL),
         "kv_external_tokens": total(
-            on_decode, vllm_metrics.PROMPT_TOKENS_BY_SOURCE_TOTAL,
+            on_decode,
+            vllm_metrics.PROMPT_TOKENS_BY_SOURCE_TOTAL,
             source=vllm_metrics.EXTERNAL_KV_SOURCE,
-       
         ),
         "kv_params_missing": total(metrics, protocol.KV_PARAMS_MISSING_TOTAL),
     }

@@ -133,9 +133,14 @@ def block_size(engine_args: str | Sequence[str] | None) -> int:
 def descriptor_counts(server_metrics: pl.DataFrame) -> pl.DataFrame:
     """Per run, the descriptor histogram's sum and count over every server (run_id,
     descriptors_sum, descriptors_count); no rows where the engine exports no such metric."""
-    wanted = server_metrics.filter(pl.col("name").is_in([NIXL_DESCRIPTORS_SUM, NIXL_DESCRIPTORS_COUNT]))
+    wanted = server_metrics.filter(
+        pl.col("name").is_in([NIXL_DESCRIPTORS_SUM, NIXL_DESCRIPTORS_COUNT])
+    )
     return wanted.group_by("run_id").agg(
-        pl.col("delta").filter(pl.col("name") == NIXL_DESCRIPTORS_SUM).sum().alias("descriptors_sum"),
+        pl.col("delta")
+        .filter(pl.col("name") == NIXL_DESCRIPTORS_SUM)
+        .sum()
+        .alias("descriptors_sum"),
         pl.col("delta")
         .filter(pl.col("name") == NIXL_DESCRIPTORS_COUNT)
         .sum()
