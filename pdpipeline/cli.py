@@ -119,7 +119,7 @@ def _plan(args: argparse.Namespace) -> None:
 
 
 def _campaign(args: argparse.Namespace) -> None:
-    from pdpipeline.pipeline import run_campaign
+    from pdpipeline.defs.campaign import run_campaign
     from pdpipeline.profile import load_profile
     from pdpipeline.report.compare import markdown
     from pdpipeline.report.verdict import headline, verdicts
@@ -145,11 +145,11 @@ def _campaign(args: argparse.Namespace) -> None:
 
 
 def _search(args: argparse.Namespace) -> None:
+    from pdpipeline.defs.search import search_campaigns
     from pdpipeline.profile import load_profile
-    from pdpipeline.search import run_search
 
     load_profile(args.profile)  # a bad profile is one clear line here, before Dagster starts
-    rounds, found = run_search(args.profile, args.budget_minutes, max_rounds=args.max_rounds)
+    rounds, found = search_campaigns(args.profile, args.budget_minutes, max_rounds=args.max_rounds)
     print(f"\nsearch {rounds[0].campaign_id}: {len(rounds)} round(s)")
     for i, r in enumerate(rounds):
         print(f"  round {i}: campaign {r.campaign_id}, {r.runs} runs, {r.seconds / 60:.1f} min")

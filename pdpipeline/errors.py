@@ -76,3 +76,7 @@ class HostCheckError(PdPipelineError):
 
 class CampaignNotFoundError(PdPipelineError):
     """A campaign id (partition key) has no stored record in the warehouse."""
+
+
+class CampaignFailedError(PdPipelineError):
+    """A step of the campaign failed; the message is that step's first error line."""

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
 import yaml
 
@@ -349,23 +348,16 @@ def _runs_in(data: dict) -> int:
 def run_search(
     profile_path: str,
     budget_minutes: float,
-    instance: dg.DagsterInstance | None = None,
+    measure: Callable[[str], str],
     warehouse_path: str | None = None,
-    log_dir: str | None = None,
     max_rounds: int = 4,
     say: Callable[[str], None] = print,
 ) -> tuple[list[Round], pl.DataFrame]:
-    """The search on the pipeline: each round a campaign (a Dagster partition of its own), the
-    recommendation of them all stored under round 0's campaign."""
-    from pdpipeline.pipeline import run_campaign
-
+    """The search with each round measured by `measure` (a derived profile's path -> the id of
+    the campaign it ran), the recommendation of them all stored under round 0's campaign."""
     warehouse = Warehouse(warehouse_path or WAREHOUSE_PATH)
     profile = load_profile(profile_path).profile
     load = warehouse_loader(warehouse)
-
-    def measure(path: str) -> str:
-        return run_campaign(path, instance, warehouse_path, log_dir).id
-
     with tempfile.TemporaryDirectory(prefix="pdpipeline-search-") as work_dir:
         rounds = search(
             profile_path, measure, load, budget_minutes * 60, Path(work_dir), say, max_rounds

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
-from pdpipeline.pipeline import run_campaign
+from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.netns import KV_DEVICE, Lab, lab_profile_data
 

@@ -17,7 +17,8 @@ import psutil
 import pytest
 import yaml
 
-from pdpipeline.pipeline import CampaignFailedError, run_campaign
+from pdpipeline.defs.campaign import run_campaign
+from pdpipeline.errors import CampaignFailedError
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.browser import SCREENSHOTS, browser_page, dismiss_welcome, expect, wait_for_http
 from tests.support.local import ROOT, free_port, layouts_profile_data, local_profile_data

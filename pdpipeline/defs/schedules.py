@@ -1,4 +1,4 @@
-"""The campaign job and its nightly schedule: each night a new campaign partition."""
+"""The nightly schedule: each night a new campaign partition, every asset materialized."""
 
 import os
 from datetime import UTC, datetime
@@ -6,15 +6,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pdpipeline.campaign import campaign_id_for
+from pdpipeline.defs.campaign import campaign_job
 from pdpipeline.defs.partitions import campaigns
 from pdpipeline.defs.resources import DEFAULT_PROFILE
 from pdpipeline.profile import load_profile
-
-campaign_job = dg.define_asset_job(
-    "campaign",
-    selection=dg.AssetSelection.all(),
-    description="Every asset of one campaign: hosts, KV analysis, the three arms, the report.",
-)
 
 
 @dg.schedule(

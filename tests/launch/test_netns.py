@@ -12,9 +12,10 @@ import dagster as dg
 import pytest
 import yaml
 
+from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.environment import probe_all
+from pdpipeline.errors import CampaignFailedError
 from pdpipeline.launch.hosts import launchers_for
-from pdpipeline.pipeline import CampaignFailedError, run_campaign
 from pdpipeline.profile import Profile
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.netns import (

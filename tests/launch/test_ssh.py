@@ -14,9 +14,9 @@ import psutil
 import pytest
 import yaml
 
+from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.errors import HostUnreachableError, ServerStartError
 from pdpipeline.launch.ssh import SshLauncher
-from pdpipeline.pipeline import run_campaign
 from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.profile import Profile
 from pdpipeline.runner import run_arm

@@ -1,4 +1,5 @@
-"""Run a whole campaign in-process, the way the nightly schedule does, on a chosen profile."""
+"""The campaign: every asset of one campaign partition as a job, and running it in-process the
+way the nightly schedule does, on a chosen profile."""
 
 from __future__ import annotations
 
@@ -8,15 +9,43 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pdpipeline.campaign import Campaign, campaign_id_for, latest_campaign_id, load_campaign
+from pdpipeline.defs.arms import disaggregated_run, replicated_run, single_node_run
+from pdpipeline.defs.environment import hardware_check
+from pdpipeline.defs.kv_cache import kv_cache_analysis
 from pdpipeline.defs.partitions import campaigns
-from pdpipeline.errors import PdPipelineError
+from pdpipeline.defs.report import comparison_report
+from pdpipeline.defs.resources import ClusterResource, ProfileResource, WarehouseResource
+from pdpipeline.errors import CampaignFailedError
 from pdpipeline.paths import WAREHOUSE_PATH
 from pdpipeline.profile import load_profile
 from pdpipeline.warehouse.store import Warehouse
 
+campaign_job = dg.define_asset_job(
+    "campaign",
+    selection=dg.AssetSelection.all(),
+    description="Every asset of one campaign: hosts, KV analysis, the three arms, the report.",
+)
 
-class CampaignFailedError(PdPipelineError):
-    """A step of the campaign failed; the message is that step's first error line."""
+# The assets, their resources and the job that materializes them: what `run_campaign` executes,
+# and the part of the code location (definitions.py) that the search and schedule build on.
+campaign_defs = dg.Definitions(
+    assets=[
+        hardware_check,
+        kv_cache_analysis,
+        single_node_run,
+        replicated_run,
+        disaggregated_run,
+        comparison_report,
+    ],
+    resources={
+        "profile": ProfileResource(),
+        "cluster": ClusterResource(),
+        "warehouse": WarehouseResource(),
+    },
+    jobs=[campaign_job],
+    # Assets of a run execute one after another: two arms never share the cluster.
+    executor=dg.in_process_executor,
+)
 
 
 def run_campaign(
@@ -31,8 +60,6 @@ def run_campaign(
 
     Without an id, a new campaign on `profile_path` when hardware_check is selected, else the
     latest stored one. Run history goes to DAGSTER_HOME. Returns the campaign's stored record."""
-    from pdpipeline.definitions import defs
-
     if instance is None:
         has_home = bool(os.environ.get("DAGSTER_HOME"))
         instance = dg.DagsterInstance.get() if has_home else dg.DagsterInstance.ephemeral()
@@ -50,7 +77,7 @@ def run_campaign(
         resources["warehouse"] = {"config": {"path": warehouse_path}}
     if log_dir:
         resources["cluster"] = {"config": {"log_dir": log_dir}}
-    result = defs.resolve_job_def("campaign").execute_in_process(
+    result = campaign_defs.resolve_job_def(campaign_job.name).execute_in_process(
         instance=instance,
         partition_key=campaign_id,
         # Progress lines (INFO) on the console; Dagster's step-by-step DEBUG events stay in the
