@@ -6,8 +6,9 @@ sustain per core, by raising the concurrency until the streamed tokens/s stops g
 
 The upstream streams the way vLLM decodes: every `--token-gap-ms` it takes one decode step, and
 every running request gets one token (one SSE event, OpenAI completions format) at that step, so
-the load grows with the concurrency just as a server's batch does. It is this file's own aiohttp
-server, run in a process of its own so that its CPU counts for neither the client nor the proxy.
+the load grows with the concurrency just as a server's batch does. It is the aiohttp server of
+benchmarks/upstream.py, in a process of its own so that its CPU counts for neither the client nor
+the proxy.
 
 Two paths, each ramped: client -> upstream (the client alone), and client -> `pdpipeline proxy`
 -> upstream. "Per core" is streamed tokens per CPU-second of that process: client and proxy are
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import signal
@@ -42,10 +42,10 @@ import aiohttp
 import numpy as np
 import psutil
 import uvloop
-from aiohttp import web
 
 # The same SSE framing, free port and proxy launch as the overhead benchmark beside this file.
-from proxy_overhead import _event, free_port, proxy_service
+from proxy_overhead import proxy_service
+from upstream import upstream_service
 
 from pdpipeline.errors import PdPipelineError
 from pdpipeline.launch.base import ServiceSpec
@@ -54,7 +54,6 @@ from pdpipeline.loadgen.client import Client, RequestRecord
 from pdpipeline.loadgen.schedule import Load, run_load
 from pdpipeline.loadgen.workload import Lengths, RequestSpec, TokenIdPrompts, build_requests
 
-HOST = "127.0.0.1"
 MODEL = "paced"
 VOCAB = 32000
 # What one proxy must carry in a four-GPU campaign (the figure the verdict lines compare with).
@@ -66,113 +65,11 @@ MIN_GROWTH = 0.10
 OTHERS_WARN_SHARE = 0.05
 
 
-# --- the token-paced upstream (runs in its own process) ---------------------------------------
-
-
-def _token(finish_reason: str | None) -> bytes:
-    choice = {"index": 0, "text": "x", "logprobs": None, "finish_reason": finish_reason}
-    return _event(
-        {"id": "cmpl-paced", "object": "text_completion", "model": MODEL, "choices": [choice]}
-    )
-
-
-class PacedUpstream:
-    """An OpenAI-style completions server with no model that streams like a decoding batch: one
-    token to every running request per step, a step every `token_gap_s`, then usage and [DONE],
-    so the client's exact-length check passes."""
-
-    TOKEN = _token(None)
-    LAST_TOKEN = _token("length")
-    DONE = b"data: [DONE]\n\n"
-
-    def __init__(self, instance_token: str, token_gap_s: float) -> None:
-        self.instance_token = instance_token
-        self.token_gap_s = token_gap_s
-        self.step = asyncio.Event()
-        self.steps = 0
-        self.late_s = 0.0  # how far behind schedule the steps came, summed
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/stats", self.stats)
-        app.router.add_post("/v1/completions", self.completions)
-        app.cleanup_ctx.append(self._clock)
-        return app
-
-    async def _clock(self, _app: web.Application):
-        task = asyncio.create_task(self._tick())
-        yield
-        task.cancel()
-
-    async def _tick(self) -> None:
-        due = time.monotonic()
-        while True:
-            due += self.token_gap_s
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            now = time.monotonic()
-            self.steps += 1
-            self.late_s += now - due
-            # Waking every waiter and re-arming at once: all running requests take this step.
-            self.step.set()
-            self.step.clear()
-            # A step that came more than a gap late is not made up with a burst: the pace holds.
-            due = max(due, now - self.token_gap_s)
-
-    async def health(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "instance": self.instance_token})
-
-    async def stats(self, _request: web.Request) -> web.Response:
-        return web.json_response({"steps": self.steps, "late_s": self.late_s})
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.read())
-        prompt = body["prompt"]
-        prompt_tokens = len(prompt) if isinstance(prompt, list) else len(prompt.split())
-        completion_tokens = int(body["max_tokens"])
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for i in range(completion_tokens):
-            await self.step.wait()
-            await response.write(self.LAST_TOKEN if i == completion_tokens - 1 else self.TOKEN)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        await response.write(
-            _event({"id": "cmpl-paced", "choices": [], "usage": usage}) + self.DONE
-        )
-        await response.write_eof()
-        return response
-
-
-async def serve_upstream(port: int, instance_token: str, token_gap_s: float) -> None:
-    """Run the paced upstream on loopback until terminated."""
-    runner = web.AppRunner(PacedUpstream(instance_token, token_gap_s).app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, HOST, port, backlog=4096).start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
 # --- services -------------------------------------------------------------------------------
 
 
-def upstream_service(token: str, token_gap_ms: float) -> ServiceSpec:
-    port = free_port()
-    argv = (sys.executable, str(Path(__file__).resolve()), "--serve-upstream", str(port))
-    return ServiceSpec(
-        name="paced-upstream",
-        argv=(*argv, "--instance-token", token, "--token-gap-ms", str(token_gap_ms)),
-        host=HOST,
-        ports=(port,),
-        identity_token=token,
-        start_timeout_s=30.0,
-        stop_grace_s=5.0,
-    )
+def paced_upstream_service(token: str, token_gap_ms: float) -> ServiceSpec:
+    return upstream_service(token, token_gap_ms, "step", MODEL)
 
 
 # --- CPU accounting ---------------------------------------------------------------------------
@@ -420,7 +317,7 @@ async def run(args: argparse.Namespace) -> None:
     workload = Workload(settings)
     async with AsyncExitStack() as stack:
         upstream = await stack.enter_async_context(
-            launcher.running(upstream_service(f"paced-{token}", settings.token_gap_ms))
+            launcher.running(paced_upstream_service(f"paced-{token}", settings.token_gap_ms))
         )
         proxy = await stack.enter_async_context(
             launcher.running(proxy_service(upstream.url, f"proxy-{token}"))
@@ -501,9 +398,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=CONCURRENCIES[-1],
         help=f"last step of the ramp at most (default {CONCURRENCIES[-1]})",
     )
-    # Internal: this file re-executed as the upstream's process.
-    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--instance-token", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_s <= 0 or args.token_gap_ms <= 0:
         parser.error("--step-s and --token-gap-ms must be positive")
@@ -516,11 +410,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.serve_upstream is not None:
-        uvloop.run(
-            serve_upstream(args.serve_upstream, args.instance_token, args.token_gap_ms / 1000)
-        )
-        return
     try:
         uvloop.run(run(args))
     except PdPipelineError as e:

