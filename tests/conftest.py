@@ -23,15 +23,3 @@ def local_profile(tiny_model):
     from pdpipeline.profile import Profile
 
     return Profile.model_validate(local_profile_data(tiny_model))
-
-
-@pytest.fixture(scope="module")
-def netns_lab(tmp_path_factory):
-    """Hosts a, b (linked by kv0) and p in network namespaces, each with its own sshd."""
-    from tests.support.netns import Lab, remove_leftovers, skip_without_netns
-
-    skip_without_netns()
-    remove_leftovers()
-    lab = Lab(tmp_path_factory.mktemp("lab"))
-    yield lab
-    lab.remove()

@@ -14,17 +14,10 @@ from pdpipeline.cli import main
 from pdpipeline.profile import Profile
 from pdpipeline.search import THROUGHPUT, conclude, deciders, follow_up, gaps, search
 from pdpipeline.warehouse.store import Warehouse
-from tests.support.local import layouts_profile_data, local_profile_data
+from tests.support.local import local_profile_data, search_profile_data
 
 CROSSOVER = 16  # the double's disaggregated setup beats its replicas above this concurrency
 WINDOW_S = 10.0
-
-
-def search_profile(tiny_model: Path) -> dict:
-    data = layouts_profile_data(tiny_model, (16, 128))
-    data["workload"] |= {"concurrency": [2, 64], "repeats": 2}
-    data["slo_tiers"] = {"batch": {"ttft_ms": 5000, "tpot_ms": 100}}
-    return data
 
 
 def serves(arm: str, engine: str | None, variant: str | None, concurrency: int) -> float:
@@ -74,8 +67,8 @@ class DoubleCluster:
                                             "layout": layout,
                                             "engine_variant": engine.name,
                                             "variant": variant,
-                                            "input_len": point.input_len,
-                                            "output_len": point.output_len,
+                                            "input_len": str(point.input_len),
+                                            "output_len": str(point.output_len),
                                             "concurrency": c,
                                             "request_rate": None,
                                             "repeat": repeat,
@@ -107,7 +100,7 @@ class DoubleCluster:
 @pytest.fixture
 def profile_path(tmp_path: Path, tiny_model: Path) -> Path:
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(search_profile(tiny_model), sort_keys=False))
+    path.write_text(yaml.safe_dump(search_profile_data(tiny_model), sort_keys=False))
     return path
 
 
@@ -132,7 +125,7 @@ def test_the_load_between_a_loss_and_a_win_decides(profile_path: Path):
 def test_a_round_measures_only_what_decides(profile_path: Path, tiny_model: Path):
     cluster = DoubleCluster()
     runs, requests = cluster.load([cluster.measure(str(profile_path))])
-    data = search_profile(tiny_model)
+    data = search_profile_data(tiny_model)
     found = deciders(gaps(runs, requests, Profile.model_validate(data)))
     derived = Profile.model_validate(follow_up(data, found, "search-1"))
     assert derived.name == "search-1"
@@ -229,38 +222,3 @@ def test_search_of_a_profile_without_both_arms_is_one_line(tmp_path, tiny_model,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "needs the replicated and disaggregated arms" in err
-
-
-def test_the_search_job_runs_round_0_through_the_pipeline(tmp_path, tiny_model):
-    """The job's wiring, on the pipeline itself: round 0 is a campaign partition, and a profile
-    whose model is missing stops it at hardware_check, before any server, naming the cause."""
-    import dagster as dg
-
-    from pdpipeline.definitions import defs
-    from pdpipeline.defs.partitions import campaigns
-
-    data = search_profile(tiny_model)
-    data["model"] |= {"dir": str(tmp_path / "no-such-model"), "tokenizer": str(tiny_model)}
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(data))
-    instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("search").execute_in_process(
-        instance=instance,
-        run_config={
-            "ops": {"crossover_search": {"config": {"budget_minutes": 5}}},
-            "resources": {
-                "profile": {"config": {"path": str(path)}},
-                "warehouse": {"config": {"path": str(tmp_path / "w.duckdb")}},
-                "cluster": {"config": {"log_dir": str(tmp_path / "logs")}},
-            },
-        },
-        raise_on_error=False,
-    )
-    assert not result.success
-    (failure,) = [e for e in result.all_events if e.is_step_failure]
-    cause = failure.step_failure_data.error.cause
-    assert cause.cls_name == "CampaignFailedError"
-    assert "no-such-model not found" in cause.message
-    (partition,) = instance.get_dynamic_partitions(campaigns.name)
-    assert partition.startswith("test-local-")
-    assert not (tmp_path / "logs").exists()

