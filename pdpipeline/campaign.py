@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pdpipeline.errors import CampaignNotFoundError
-from pdpipeline.profile import LoadedProfile, Profile, profile_from_text
+from pdpipeline.profile import LoadedProfile, Profile, stored_profile
 from pdpipeline.warehouse.rows import CampaignRow
 from pdpipeline.warehouse.store import Warehouse
 
@@ -34,7 +34,7 @@ class Campaign:
 
     @property
     def profile(self) -> Profile:
-        return profile_from_text(self.profile_text)
+        return stored_profile(self.profile_text)
 
 
 def campaign_id_for(profile_name: str, started: datetime) -> str:

@@ -43,12 +43,12 @@ def _bench(args: argparse.Namespace) -> None:
     from pdpipeline.loadgen.stats import Slo, format_summary
     from pdpipeline.loadgen.window import Sizing
     from pdpipeline.loadgen.workload import (
-        Lengths,
         RequestStream,
         build_requests,
         iter_requests,
         load_prompt_source,
     )
+    from pdpipeline.profile import Lengths
 
     source = load_prompt_source(args.tokenizer, args.api)
     input_len, output_len = Lengths.parse(args.input_len), Lengths.parse(args.output_len)

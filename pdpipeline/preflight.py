@@ -26,8 +26,9 @@ from pdpipeline.launch.base import Launcher, Service
 from pdpipeline.launch.hosts import host_python
 from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.metrics import deltas, scrape, total
-from pdpipeline.loadgen.workload import Lengths, PromptSource, build_requests
+from pdpipeline.loadgen.workload import PromptSource, build_requests
 from pdpipeline.plan import ArmPlan, Instance
+from pdpipeline.profile import Lengths
 from pdpipeline.serving.engine import UCX_PROTO_LINE
 from pdpipeline.serving.vllm_metrics import CACHE_CONFIG_INFO, NIXL_DESCRIPTORS_SUM
 from pdpipeline.warehouse.rows import LaunchServerRow

@@ -39,7 +39,6 @@ from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import Slo
 from pdpipeline.loadgen.window import Sizing, Window, started_at
 from pdpipeline.loadgen.workload import (
-    Lengths,
     PromptSource,
     RequestStream,
     build_requests,
@@ -48,7 +47,7 @@ from pdpipeline.loadgen.workload import (
 )
 from pdpipeline.plan import ArmPlan, plan_arms
 from pdpipeline.preflight import describe, preflight
-from pdpipeline.profile import Profile, Workload
+from pdpipeline.profile import Lengths, Profile, Workload
 from pdpipeline.serving import protocol, vllm_metrics
 from pdpipeline.warehouse.rows import (
     HandoffVariantRow,
@@ -113,7 +112,7 @@ def workload_points(workload: Workload) -> Iterator[Point]:
     for p in workload.points:
         for load in loads:
             for repeat in range(workload.repeats):
-                yield Point(Lengths.parse(p.input_len), Lengths.parse(p.output_len), load, repeat)
+                yield Point(p.input_len, p.output_len, load, repeat)
 
 
 def point_sizing(workload: Workload) -> Sizing:
@@ -264,7 +263,7 @@ async def _run_plan(
                     services,
                     client,
                     source,
-                    Lengths.parse(profile.workload.points[0].input_len),
+                    profile.workload.points[0].input_len,
                     campaign_id,
                 ),
                 watched,
@@ -293,7 +292,7 @@ async def _search_rates(
     workload, search = profile.workload, profile.workload.rate_search
     tiers = {name: profile.tiers[name] for name in search.tiers or profile.tiers}
     for shape in workload.points:
-        input_len, output_len = Lengths.parse(shape.input_len), Lengths.parse(shape.output_len)
+        input_len, output_len = shape.input_len, shape.output_len
         runs: dict[float, Measured] = {}
         try:
             for tier_name, tier in tiers.items():
@@ -355,8 +354,8 @@ def _capacity_row(campaign_id, plan, shape, tier_name, tier, capacity: Capacity)
         layout=plan.layout,
         engine_variant=plan.engine and plan.engine.name,
         variant=plan.variant and plan.variant.name,
-        input_len=str(Lengths.parse(shape.input_len)),
-        output_len=str(Lengths.parse(shape.output_len)),
+        input_len=str(shape.input_len),
+        output_len=str(shape.output_len),
         tier=tier_name,
         ttft_ms=tier.ttft_ms,
         tpot_ms=tier.tpot_ms,

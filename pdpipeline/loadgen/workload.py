@@ -13,33 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pdpipeline.profile.workload import Lengths
+
 Api = Literal["completions", "chat"]
 Prompt = str | list[int]
 
 _WORD = re.compile(r"^ [A-Za-z]{2,12}$")
-
-
-@dataclass(frozen=True)
-class Lengths:
-    """A token length, fixed (`lo == hi`) or drawn uniformly from [lo, hi]."""
-
-    lo: int
-    hi: int
-
-    @classmethod
-    def parse(cls, text: str | int) -> Lengths:
-        """'512' -> fixed; '256:1024' -> uniform."""
-        lo, _, hi = str(text).partition(":")
-        lengths = cls(int(lo), int(hi or lo))
-        if not 1 <= lengths.lo <= lengths.hi:
-            raise ValueError(f"bad length range {text!r}: need 1 <= lo <= hi")
-        return lengths
-
-    def draw(self, rng: random.Random) -> int:
-        return self.lo if self.lo == self.hi else rng.randint(self.lo, self.hi)
-
-    def __str__(self) -> str:
-        return str(self.lo) if self.lo == self.hi else f"{self.lo}:{self.hi}"
 
 
 @dataclass(frozen=True)

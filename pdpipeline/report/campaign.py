@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pydantic
-import yaml
 
+from pdpipeline.errors import ProfileError
 from pdpipeline.kvcache import KVLayout, kv_layout, load_config
-from pdpipeline.profile import Profile, profile_from_text
+from pdpipeline.profile import Profile, stored_profile
 from pdpipeline.report.compare import KvLink, compare, link_between, with_current_columns
 from pdpipeline.report.kvcost import (
     cost_tables,
@@ -50,8 +49,8 @@ def campaign_links(
         "SELECT profile_text FROM campaigns WHERE campaign_id = ?", [campaign_id]
     )["profile_text"]
     try:
-        profile = profile_from_text(text[0]) if text.len() else None
-    except (pydantic.ValidationError, yaml.YAMLError):
+        profile = stored_profile(text[0]) if text.len() else None
+    except ProfileError:
         profile = None  # a profile of an older format: no link, no prediction
     links = kv_links(profile, hosts) if profile else None
     if layout is None and profile is not None:

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
-import pydantic
-import yaml
 
-from pdpipeline.profile import DEFAULT_TIER, Slo, SloTier, profile_from_text
+from pdpipeline.errors import ProfileError
+from pdpipeline.profile import DEFAULT_TIER, Slo, SloTier, stored_profile
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
 from pdpipeline.warehouse.rows import SloGoodputRow, columns, polars_schema
 
@@ -31,8 +30,8 @@ def campaign_tiers(profile_text: str | None, runs: pl.DataFrame) -> dict[str, Sl
     parses, one tier of the limits its runs recorded for their own goodput."""
     try:
         if profile_text:
-            return profile_from_text(profile_text).tiers
-    except (pydantic.ValidationError, yaml.YAMLError):
+            return stored_profile(profile_text).tiers
+    except ProfileError:
         pass  # an older format: its runs still say which limits they were measured against
     recorded = runs.drop_nulls(["slo_ttft_ms", "slo_tpot_ms"]) if runs.height else runs
     slo = (

@@ -43,14 +43,9 @@ from pdpipeline.launch.local import LocalLauncher
 from pdpipeline.loadgen.bench import bench
 from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.schedule import Load
-from pdpipeline.loadgen.workload import (
-    Lengths,
-    PromptSource,
-    build_requests,
-    load_prompt_source,
-)
+from pdpipeline.loadgen.workload import PromptSource, build_requests, load_prompt_source
 from pdpipeline.plan import plan_arm
-from pdpipeline.profile import Profile
+from pdpipeline.profile import Lengths, Profile
 from tests.support.local import local_profile_data
 
 pytestmark = pytest.mark.vllm

@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 
 from pdpipeline.loadgen.schedule import Load
-from pdpipeline.loadgen.workload import Lengths
-from pdpipeline.profile import Profile
+from pdpipeline.profile import Lengths, Profile
 from pdpipeline.runner import Point, RateSweep, run_arm
 from tests.support.local import local_profile_data
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pdpipeline.loadgen.workload import (
-    Lengths,
     RequestSpec,
     RequestStream,
     TextPrompts,
@@ -20,6 +19,7 @@ from pdpipeline.loadgen.workload import (
     iter_requests,
     load_prompt_source,
 )
+from pdpipeline.profile import Lengths
 
 
 # Module scope: loading the tokenizer and scanning its vocabulary takes seconds, not the tests.
@@ -113,30 +113,6 @@ def test_token_id_prompts_fit_a_small_vocabulary():
     prompt = source.make(500, random.Random(0))
     assert len(prompt) == 500
     assert all(50 <= token < 100 for token in prompt)
-
-
-@pytest.mark.parametrize(("text", "lo", "hi"), [("512", 512, 512), ("256:1024", 256, 1024)])
-def test_lengths_parse(text: str, lo: int, hi: int):
-    lengths = Lengths.parse(text)
-    assert (lengths.lo, lengths.hi) == (lo, hi)
-    assert str(lengths) == text
-
-
-def test_lengths_parse_takes_an_int():
-    assert Lengths.parse(128) == Lengths(128, 128)
-
-
-@pytest.mark.parametrize("text", ["0", "5:2", "x", "0:4", "-3"])
-def test_lengths_parse_rejects(text: str):
-    with pytest.raises(ValueError):
-        Lengths.parse(text)
-
-
-def test_fixed_length_draws_no_randomness():
-    rng = random.Random(0)
-    state = rng.getstate()
-    assert Lengths(7, 7).draw(rng) == 7
-    assert rng.getstate() == state
 
 
 @pytest.fixture

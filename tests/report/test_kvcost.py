@@ -12,7 +12,7 @@ import pytest
 
 from pdpipeline.defs.kv_cache import modelled_rows
 from pdpipeline.kvcache import kv_layout, load_config
-from pdpipeline.profile import profile_from_text
+from pdpipeline.profile import stored_profile
 from pdpipeline.report.build import build
 from pdpipeline.report.campaign import store_analysis
 from pdpipeline.report.compare import KvLink
@@ -300,7 +300,7 @@ def test_kv_cache_analysis_predicts_by_the_profiles_latest_model(tmp_path):
     )
     hosts = store.query("SELECT * FROM hosts").with_columns(campaign_id=pl.lit(later))
     store.replace({"campaigns": campaigns, "hosts": hosts}, where={"campaign_id": later})
-    profile = profile_from_text(campaigns["profile_text"][0])
+    profile = stored_profile(campaigns["profile_text"][0])
     layout = kv_layout(load_config(profile.model.tokenizer_dir), profile.model.kv_cache_dtype)
     rows = modelled_rows(store, later, profile, layout, [2048])
     assert [(r.link, r.link_source) for r in rows] == [
