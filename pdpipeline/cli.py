@@ -40,7 +40,7 @@ def _bench(args: argparse.Namespace) -> None:
     from pdpipeline.loadgen.bench import bench, write_records
     from pdpipeline.loadgen.client import Client
     from pdpipeline.loadgen.schedule import Load
-    from pdpipeline.loadgen.stats import Slo, format_summary
+    from pdpipeline.loadgen.stats import format_summary
     from pdpipeline.loadgen.window import Sizing
     from pdpipeline.loadgen.workload import (
         RequestStream,
@@ -48,7 +48,7 @@ def _bench(args: argparse.Namespace) -> None:
         iter_requests,
         load_prompt_source,
     )
-    from pdpipeline.profile import Lengths
+    from pdpipeline.profile import Lengths, SloTier
 
     source = load_prompt_source(args.tokenizer, args.api)
     input_len, output_len = Lengths.parse(args.input_len), Lengths.parse(args.output_len)
@@ -79,7 +79,7 @@ def _bench(args: argparse.Namespace) -> None:
                 warmup,
                 metrics_urls,
                 args.gpus,
-                Slo(args.slo_ttft_ms, args.slo_tpot_ms),
+                SloTier(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms),
                 args.seed,
                 sizing,
             )
@@ -202,14 +202,13 @@ def _sql(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from pdpipeline.report.build import build
-    from pdpipeline.report.campaign import ensure_analysis
+    from pdpipeline.report.build import render
+    from pdpipeline.report.campaign import analysed
 
     warehouse = _warehouse(args.warehouse)
     campaign = _stored_campaign(warehouse, args.campaign)
-    ensure_analysis(warehouse, campaign)
     out = args.out or reports_dir(warehouse.path) / campaign
-    report = build(warehouse, campaign, out)
+    report = render(analysed(warehouse, campaign), out)
     print(f"{report.summary_md}\n\nreport: {report.html_path}")
 
 

@@ -36,7 +36,6 @@ from pdpipeline.loadgen.ratesearch import (
     tier_measure,
 )
 from pdpipeline.loadgen.schedule import Load
-from pdpipeline.loadgen.stats import Slo
 from pdpipeline.loadgen.window import Sizing, Window, started_at
 from pdpipeline.loadgen.workload import (
     PromptSource,
@@ -215,7 +214,7 @@ async def _run_plan(
     result: ArmResult,
 ) -> None:
     """One launch: start the plan's services, measure every point, stop them."""
-    slo = Slo(profile.slo.ttft_ms, profile.slo.tpot_ms)
+    slo = profile.slo
     name = plan.key
     launchers = launchers_for(profile, log_dir / campaign_id / name, f"{campaign_id}/{name}")
     async with AsyncExitStack() as stack:

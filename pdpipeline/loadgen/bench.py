@@ -13,9 +13,10 @@ import aiohttp
 from pdpipeline.loadgen.client import Client, RequestRecord
 from pdpipeline.loadgen.metrics import MetricDelta, deltas, scrape
 from pdpipeline.loadgen.schedule import Load, run_load
-from pdpipeline.loadgen.stats import Slo, summarize
+from pdpipeline.loadgen.stats import summarize
 from pdpipeline.loadgen.window import Sizing
 from pdpipeline.loadgen.workload import RequestSpec, RequestStream
+from pdpipeline.profile.slo import RUN_SLO, SloTier
 
 
 @dataclass
@@ -33,7 +34,7 @@ async def bench(
     warmup: Sequence[RequestSpec] = (),
     metrics_urls: Mapping[str, str] | None = None,
     gpus: int = 1,
-    slo: Slo | None = None,
+    slo: SloTier = RUN_SLO,
     seed: int = 0,
     sizing: Sizing | None = None,
 ) -> BenchResult:

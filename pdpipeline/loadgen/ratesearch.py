@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pdpipeline.loadgen.client import RequestRecord
+from pdpipeline.loadgen.stats import meets
 from pdpipeline.loadgen.window import Window, started_at
-from pdpipeline.profile import SloTier
+from pdpipeline.profile.slo import SloTier
 
 # The attainment of a tier at an open-loop rate (requests/s): None when no request counted.
 Measure = Callable[[float], Awaitable[float | None]]
@@ -27,17 +28,6 @@ Measure = Callable[[float], Awaitable[float | None]]
 Bound = Literal["found", "below_min", "above_max", "budget_spent"]
 # A rate recomputed by another search (or read back from storage) may differ in its last bits.
 _SAME_RATE = 1e-9
-
-
-def meets(record: RequestRecord, tier: SloTier) -> bool:
-    """`report.slo.meets` for one record: a failed request never meets a tier; one without a
-    TPOT (a single output token) has no decode gap to miss."""
-    if not record.ok or record.ttft_s is None:
-        return False
-    if tier.ttft_ms is not None and record.ttft_s * 1000 > tier.ttft_ms:
-        return False
-    tpot_s = record.tpot_s
-    return tier.tpot_ms is None or tpot_s is None or tpot_s * 1000 <= tier.tpot_ms
 
 
 def attainment(

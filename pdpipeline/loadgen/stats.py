@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,24 +19,18 @@ from pdpipeline.loadgen.window import (
     tokens_inside,
     whole_run,
 )
+from pdpipeline.profile.slo import RUN_SLO, SloTier
 
 PERCENTILES = (50, 90, 95, 99)
 
 
-@dataclass(frozen=True)
-class Slo:
-    """Goodput targets: a request counts when it meets every one."""
+def meets(record: RequestRecord, tier: SloTier) -> bool:
+    """Whether one request meets `tier` (the tier's rule, on this record's latencies)."""
+    return tier.meets(record.ok, _ms(record.ttft_s), _ms(record.tpot_s))
 
-    ttft_ms: float = 500.0
-    tpot_ms: float = 50.0
 
-    def met(self, record: RequestRecord) -> bool:
-        return (
-            record.ok
-            and record.ttft_s is not None
-            and record.ttft_s * 1000 <= self.ttft_ms
-            and (record.tpot_s is None or record.tpot_s * 1000 <= self.tpot_ms)
-        )
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
 
 
 def _distribution(name: str, values_s: Sequence[float]) -> dict[str, float | None]:
@@ -54,7 +47,7 @@ def _distribution(name: str, values_s: Sequence[float]) -> dict[str, float | Non
 def summarize(
     records: Sequence[RequestRecord],
     gpus: int = 1,
-    slo: Slo | None = None,
+    slo: SloTier = RUN_SLO,
     load: Load | None = None,
     sizing: Sizing | None = None,
 ) -> dict:
@@ -70,7 +63,6 @@ def summarize(
     A run with any failed or short request is invalid: its figures describe what happened, not
     a result.
     """
-    slo = slo or Slo()
     sizing = sizing or Sizing()
     ok = [r for r in records if r.ok]
     failed = len(records) - len(ok)
@@ -99,7 +91,7 @@ def summarize(
         "total_throughput": per_s(output_tokens + prompt_tokens),
         "output_throughput_per_gpu": per_s(output_tokens) / gpus,
         "total_throughput_per_gpu": per_s(output_tokens + prompt_tokens) / gpus,
-        "goodput": per_s(sum(slo.met(r) for r in finished_ok)),
+        "goodput": per_s(sum(meets(r, slo) for r in finished_ok)),
         "slo_ttft_ms": slo.ttft_ms,
         "slo_tpot_ms": slo.tpot_ms,
         "gpus": gpus,

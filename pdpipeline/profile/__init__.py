@@ -5,11 +5,12 @@ from pdpipeline.profile.engines import EngineVariant
 from pdpipeline.profile.hosts import Host
 from pdpipeline.profile.load import LoadedProfile, load_profile, stored_profile
 from pdpipeline.profile.profile import Profile
-from pdpipeline.profile.slo import DEFAULT_TIER, Slo, SloTier
+from pdpipeline.profile.slo import DEFAULT_TIER, RUN_SLO, SloTier
 from pdpipeline.profile.workload import Lengths, Workload, WorkloadPoint
 
 __all__ = [
     "DEFAULT_TIER",
+    "RUN_SLO",
     "EngineVariant",
     "HandoffVariant",
     "Host",
@@ -17,7 +18,6 @@ __all__ = [
     "LoadedProfile",
     "Placement",
     "Profile",
-    "Slo",
     "SloTier",
     "Workload",
     "WorkloadPoint",

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pdpipeline.profile.arms import ARMS, Arm, Arms, Placement, layout_counts, replicas_layout
 from pdpipeline.profile.engines import EngineVariant
 from pdpipeline.profile.hosts import Host
 from pdpipeline.profile.model import Model
 from pdpipeline.profile.proxy import ProxySettings
-from pdpipeline.profile.slo import DEFAULT_TIER, Slo, SloTier, TierName
+from pdpipeline.profile.slo import DEFAULT_TIER, RUN_SLO, SloTier, TierName
 from pdpipeline.profile.strict import Strict
 from pdpipeline.profile.vllm import VllmSettings
 from pdpipeline.profile.workload import Workload
@@ -53,7 +53,8 @@ class Profile(Strict):
     vllm: VllmSettings = VllmSettings()
     arms: Arms
     workload: Workload
-    slo: Slo = Slo()
+    # The limits of each run's own `goodput` figure; without `slo_tiers`, the one tier.
+    slo: SloTier = RUN_SLO
     # Named service levels the report's verdict is given at; none: `slo` is the one tier.
     slo_tiers: dict[TierName, SloTier] | None = Field(None, min_length=1)
     # Engine settings every arm is measured with in turn; none: vLLM's defaults (and `vllm`).
@@ -76,7 +77,13 @@ class Profile(Strict):
         """The SLO tiers the report judges at: `slo_tiers`, else one made of `slo`."""
         if self.slo_tiers:
             return dict(self.slo_tiers)
-        return {DEFAULT_TIER: SloTier(ttft_ms=self.slo.ttft_ms, tpot_ms=self.slo.tpot_ms)}
+        return {DEFAULT_TIER: self.slo}
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _run_slo_defaults(cls, value: object) -> object:
+        # A limit `slo` leaves out is RUN_SLO's, not "no limit".
+        return RUN_SLO.model_dump() | value if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _references(self) -> Profile:

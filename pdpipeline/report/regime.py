@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from pdpipeline.profile.slo import meets_limits
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
 from pdpipeline.report.series import Series, contenders, rival_devices
 from pdpipeline.report.slo import SHAPE_KEYS, counted, valid_runs
@@ -189,11 +190,9 @@ def _runs(point: pl.DataFrame) -> list[_Run]:
 
 
 def _meets(run: _Run, ttft_cell: np.ndarray, tpot_cell: np.ndarray) -> np.ndarray:
-    """(requests, cells): whether each request meets each cell's limits (as slo.meets)."""
-    # NaN compares false: a request without a TTFT meets no cell.
-    ttft_ok = run.ok[:, None] & (run.ttft_ms[:, None] <= ttft_cell[None, :])
-    tpot_ok = np.isnan(run.tpot_ms)[:, None] | (run.tpot_ms[:, None] <= tpot_cell[None, :])
-    return (ttft_ok & tpot_ok).astype(float)
+    """(requests, cells): whether each request meets each cell's limits (the tiers' one rule)."""
+    requests = run.ok[:, None], run.ttft_ms[:, None], run.tpot_ms[:, None]
+    return meets_limits(*requests, ttft_cell[None, :], tpot_cell[None, :]).astype(float)
 
 
 def _cells(

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import polars as pl
 
 from pdpipeline.errors import ProfileError
-from pdpipeline.profile import DEFAULT_TIER, Slo, SloTier, stored_profile
+from pdpipeline.profile import DEFAULT_TIER, RUN_SLO, SloTier, stored_profile
+from pdpipeline.profile.slo import meets_limits
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
 from pdpipeline.warehouse.rows import SloGoodputRow, columns, polars_schema
 
@@ -34,12 +35,10 @@ def campaign_tiers(profile_text: str | None, runs: pl.DataFrame) -> dict[str, Sl
     except ProfileError:
         pass  # an older format: its runs still say which limits they were measured against
     recorded = runs.drop_nulls(["slo_ttft_ms", "slo_tpot_ms"]) if runs.height else runs
-    slo = (
-        Slo(ttft_ms=recorded["slo_ttft_ms"][0], tpot_ms=recorded["slo_tpot_ms"][0])
-        if recorded.height
-        else Slo()
-    )
-    return {DEFAULT_TIER: SloTier(ttft_ms=slo.ttft_ms, tpot_ms=slo.tpot_ms)}
+    if not recorded.height:
+        return {DEFAULT_TIER: RUN_SLO}
+    limits = recorded["slo_ttft_ms"][0], recorded["slo_tpot_ms"][0]
+    return {DEFAULT_TIER: SloTier(ttft_ms=limits[0], tpot_ms=limits[1])}
 
 
 def describe(ttft_ms: float | None, tpot_ms: float | None, attainment: float) -> str:
@@ -62,14 +61,9 @@ def load_label(concurrency: int | None, request_rate: float | None) -> str:
 
 
 def meets(ttft_ms: float | None, tpot_ms: float | None) -> pl.Expr:
-    """Whether a request meets both limits: a failed one never does; one without a TPOT (a
-    single output token) has no decode gap to miss."""
-    met = pl.col("ok") & pl.col("ttft_s").is_not_null()
-    if ttft_ms is not None:
-        met &= pl.col("ttft_s") * 1000 <= ttft_ms
-    if tpot_ms is not None:
-        met &= pl.col("tpot_s").is_null() | (pl.col("tpot_s") * 1000 <= tpot_ms)
-    return met.fill_null(False)
+    """Whether each request of a `requests` frame meets both limits: the tiers' one rule."""
+    ok = pl.col("ok").fill_null(False)
+    return meets_limits(ok, pl.col("ttft_s") * 1000, pl.col("tpot_s") * 1000, ttft_ms, tpot_ms)
 
 
 def valid_runs(runs: pl.DataFrame) -> pl.DataFrame:

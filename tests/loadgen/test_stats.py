@@ -12,8 +12,9 @@ from pytest import approx
 from pdpipeline.loadgen.client import RequestRecord
 from pdpipeline.loadgen.metrics import deltas, parse, total
 from pdpipeline.loadgen.schedule import Load
-from pdpipeline.loadgen.stats import Slo, format_summary, summarize
+from pdpipeline.loadgen.stats import format_summary, meets, summarize
 from pdpipeline.loadgen.window import Sizing
+from pdpipeline.profile import SloTier
 from tests.loadgen.test_window import CLOSED, T0, timed
 
 
@@ -103,7 +104,7 @@ def test_goodput_counts_only_requests_meeting_every_slo():
     # 1 misses TPOT (100), 3 misses both (600, 190). 2 requests / 4 s = 0.5 req/s.
     assert summarize(GOOD)["goodput"] == approx(0.5)
     # TPOT <= 120 ms lets request 1 in too: 3 / 4 s = 0.75 req/s.
-    s = summarize(GOOD, slo=Slo(ttft_ms=500, tpot_ms=120))
+    s = summarize(GOOD, slo=SloTier(ttft_ms=500, tpot_ms=120))
     assert s["goodput"] == approx(0.75)
     assert (s["slo_ttft_ms"], s["slo_tpot_ms"]) == (500, 120)
 
@@ -152,24 +153,24 @@ def test_no_records_is_not_a_valid_run():
 
 
 def test_slo_met():
-    slo = Slo(ttft_ms=500, tpot_ms=50)
-    assert slo.met(record(0, 0.0, 0.1, 0.5))  # TTFT 100 ms, TPOT 40 ms
-    assert slo.met(record(0, 0.0, 0.5, 0.9))  # TTFT 500 ms exactly, TPOT 40 ms
-    assert not slo.met(record(0, 0.0, 0.6, 0.9))  # TTFT 600 ms
-    assert not slo.met(record(0, 0.0, 0.1, 1.1))  # TPOT 100 ms
-    assert not slo.met(record(0, 0.0, None, None, None))  # never got a token
-    assert not slo.met(record(0, 0.0, 0.1, 0.5, error="stream ended without [DONE]"))
-    assert not slo.met(record(0, 0.0, 0.1, 0.5, output_tokens=5))  # short
+    slo = SloTier(ttft_ms=500, tpot_ms=50)
+    assert meets(record(0, 0.0, 0.1, 0.5), slo)  # TTFT 100 ms, TPOT 40 ms
+    assert meets(record(0, 0.0, 0.5, 0.9), slo)  # TTFT 500 ms exactly, TPOT 40 ms
+    assert not meets(record(0, 0.0, 0.6, 0.9), slo)  # TTFT 600 ms
+    assert not meets(record(0, 0.0, 0.1, 1.1), slo)  # TPOT 100 ms
+    assert not meets(record(0, 0.0, None, None, None), slo)  # never got a token
+    assert not meets(record(0, 0.0, 0.1, 0.5, error="stream ended without [DONE]"), slo)
+    assert not meets(record(0, 0.0, 0.1, 0.5, output_tokens=5), slo)  # short
     # One output token: no TPOT, judged on TTFT alone.
     one = record(0, 0.0, 0.1, 0.1, output_tokens=1)
     one.expected_output_tokens = 1
-    assert one.tpot_s is None and slo.met(one)
+    assert one.tpot_s is None and meets(one, slo)
 
 
 # The steady window, on the closed loop of test_window (concurrency 2, five tokens each, 64
 # prompt tokens): window [2.0, 3.25] after T0, 1.25 s.
 def test_closed_loop_figures_cover_the_window_not_the_ramp():
-    s = summarize(CLOSED, slo=Slo(ttft_ms=300, tpot_ms=300), load=Load(concurrency=2))
+    s = summarize(CLOSED, slo=SloTier(ttft_ms=300, tpot_ms=300), load=Load(concurrency=2))
     assert (s["window_start"], s["window_end"]) == (T0 + 2.0, T0 + 3.25)
     assert s["window_s"] == s["duration_s"] == 1.25
     # Output tokens by arrival time: 3 of request 2, 5 of 3, 2 of 4 = 10 / 1.25 s = 8 tok/s.
