@@ -1,4 +1,5 @@
-"""Profile -> plan: for each arm, the exact services (vLLM instances and proxy) on each host."""
+"""Profile -> plan: for each launch of an arm, the exact services (vLLM instances and proxy) on
+each host, and the load it measures."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from pdpipeline.launch.base import ServiceSpec
 from pdpipeline.launch.hosts import host_python, is_local
+from pdpipeline.loadgen.matrix import LoadPlan, load_plan
 from pdpipeline.profile import EngineVariant, HandoffVariant, Host, Placement, Profile
 from pdpipeline.serving.engine import MODULE_ENTRY_POINT, Role, ServerSpec, command, environment
 
@@ -27,6 +29,8 @@ class ArmPlan:
     instances: tuple[Instance, ...]
     proxy_host: Host
     proxy: ServiceSpec
+    # The points, sizing and SLOs measured on it.
+    load: LoadPlan
     # The disaggregated arm's KV handoff; None for single and replicated.
     variant: HandoffVariant | None = None
     # "1P1D", "2R"; None for single.
@@ -220,6 +224,7 @@ def plan_arm(
         tuple(instances),
         profile.host(profile.proxy.host),
         proxy,
+        load_plan(profile),
         handoff,
         layout,
         engine_variant,

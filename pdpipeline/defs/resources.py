@@ -11,7 +11,8 @@ from pdpipeline.environment import probe_all
 from pdpipeline.launch.hosts import launchers_for
 from pdpipeline.paths import LOGS_DIR, WAREHOUSE_PATH, reports_dir
 from pdpipeline.profile import LoadedProfile, load_profile
-from pdpipeline.runner import ArmResult, run_arm
+from pdpipeline.runner import run_arm
+from pdpipeline.warehouse.measured import ArmResult
 from pdpipeline.warehouse.store import Warehouse
 
 DEFAULT_PROFILE = os.environ.get("PDPIPELINE_PROFILE", "profiles/local.yaml")

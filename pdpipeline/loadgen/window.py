@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -65,6 +65,13 @@ class Window:
     def after_start(self, t: float) -> bool:
         """A completion or token inside the window: the c-th completion opens it, not in it."""
         return self.start < t <= self.end
+
+
+def summary_window(summary: Mapping[str, float | None]) -> Window | None:
+    """The steady window a run's summary (stats.summarize) found; None where it found none."""
+    if summary["window_start"] is None:
+        return None
+    return Window(summary["window_start"], summary["window_end"])
 
 
 def started_at(record: RequestRecord) -> float:

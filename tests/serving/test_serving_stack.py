@@ -27,8 +27,8 @@ from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.preflight import describe, preflight
 from pdpipeline.profile import Profile
 from pdpipeline.report.transport import spin_caveat
-from pdpipeline.runner import kv_transfer_figures
 from pdpipeline.serving.protocol import REQUEST_ID_HEADER
+from pdpipeline.warehouse.measured import kv_transfer_figures
 from tests.support.local import free_port, local_profile_data
 from tests.support.servers import LONG_RUN, Arm, arm_ports, group_alive, run_arm_killing
 

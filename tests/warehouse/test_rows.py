@@ -14,6 +14,7 @@ import pytest
 
 from pdpipeline.loadgen.bench import BenchResult
 from pdpipeline.loadgen.client import RequestRecord
+from pdpipeline.loadgen.matrix import workload_points
 from pdpipeline.loadgen.metrics import MetricDelta
 from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import summarize
@@ -21,7 +22,7 @@ from pdpipeline.loadgen.window import Sizing
 from pdpipeline.plan import plan_arms
 from pdpipeline.profile import Profile
 from pdpipeline.report.compare import compare
-from pdpipeline.runner import ArmResult, _collect, workload_points
+from pdpipeline.warehouse.measured import ArmResult
 from pdpipeline.warehouse.migrations import LATEST, MIGRATIONS, migrate
 from pdpipeline.warehouse.rows import (
     ROW_CLASSES,
@@ -187,7 +188,7 @@ def test_an_arm_result_is_stored_as_collected(tmp_path, tiny_model):
     # At concurrency 2 the window runs from the 2nd completion (1.25 s) to the last start (3 s).
     summary = summarize(records, plan.devices, load=Load(concurrency=2), sizing=Sizing(1.0, 2))
     result = ArmResult("disaggregated")
-    _collect(result, "c1", point, BenchResult(records, summary, metrics, 0), plan)
+    result.add_point("c1", point, BenchResult(records, summary, metrics, 0), plan)
     assert result.valid and result.runs[0].kv_bytes == 4096.0
     assert [r.request_index for r in result.requests] == [0, 1, 2, 3]
     run = result.runs[0]
