@@ -121,7 +121,7 @@ def _plan(args: argparse.Namespace) -> None:
 def _campaign(args: argparse.Namespace) -> None:
     from pdpipeline.defs.campaign import run_campaign
     from pdpipeline.profile import load_profile
-    from pdpipeline.report.compare import markdown
+    from pdpipeline.report.markdown import comparison as markdown
     from pdpipeline.report.verdict import headline, verdicts
     from pdpipeline.warehouse.store import Warehouse
 

@@ -34,8 +34,6 @@ from pdpipeline.serving.vllm_metrics import CACHE_CONFIG_INFO, NIXL_DESCRIPTORS_
 from pdpipeline.warehouse.rows import LaunchServerRow
 
 IDLE_SECONDS = 2.0
-# Idle CPU above this share of an instance's devices dominates a comparison on CPU hosts.
-DOMINATING_IDLE_SHARE = 0.5
 # How each connector moves the KV: pull, the decode reads the prefill's blocks; push, the prefill
 # writes into the decode's. UCX prints protocols for both and more; the handoff uses these.
 KV_DIRECTION = {"NixlConnector": "read", "NixlPushConnector": "write"}
@@ -324,15 +322,3 @@ def transport_findings(rows: Sequence[LaunchServerRow]) -> list[str]:
         elif all(lane.startswith("tcp/") for lane in lanes):
             findings.append(f"{launch}: the KV moves over TCP alone ({', '.join(lanes)})")
     return findings
-
-
-def dominating_idle(rows: Sequence[LaunchServerRow]) -> list[LaunchServerRow]:
-    """KV servers on CPU hosts whose idle CPU is a large share of their devices (cores): there,
-    the progress thread competes with the model for the instance's own core."""
-    return [
-        r
-        for r in rows
-        if r.role != "standalone"
-        and r.device_kind == "cpu"
-        and r.idle_cpu_cores >= DOMINATING_IDLE_SHARE * max(1, len(json.loads(r.devices)))
-    ]

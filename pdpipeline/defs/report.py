@@ -8,10 +8,11 @@ import polars as pl
 from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
-from pdpipeline.report.build import build
-from pdpipeline.report.campaign import store_analysis
+from pdpipeline.report.build import render
+from pdpipeline.report.campaign import analysed
+from pdpipeline.report.figures import MAIN
 from pdpipeline.report.kvcost import degraded_runs
-from pdpipeline.report.regression import regime_changes, regressions
+from pdpipeline.report.regression import moved_cells, regressed
 from pdpipeline.report.series import Series
 
 
@@ -51,18 +52,12 @@ def comparison_report(
     """Throughput per GPU and latency of each arm against the single and replicated baselines."""
     campaign = stored_campaign(context, warehouse)
     runs = warehouse.store.query("SELECT * FROM runs WHERE campaign_id = ?", [campaign.id])
-    tables = store_analysis(warehouse.store, campaign.id)
-    table = tables["comparison"]
-    link = table.drop_nulls("kv_link_gbyte_per_s").head(1)
-    regressed = regressions(warehouse.store, campaign.id, config.regression_threshold)
-    moved = regime_changes(warehouse.store, campaign.id)
-    report = build(
-        warehouse.store,
-        campaign.id,
-        warehouse.reports_dir / campaign.id,
-        config.regression_threshold,
-    )
-    main_plot = base64.b64encode(report.figures["frontier"].read_bytes()).decode()
+    read = analysed(warehouse.store, campaign.id, again=True)
+    link = read["comparison"].drop_nulls("kv_link_gbyte_per_s").head(1)
+    regressions = regressed(read, config.regression_threshold)
+    moved = moved_cells(read)
+    report = render(read, warehouse.reports_dir / campaign.id, config.regression_threshold)
+    main_plot = base64.b64encode(report.figures[MAIN.key].read_bytes()).decode()
     invalid = runs.filter(~runs["valid"])
     return dg.MaterializeResult(
         metadata={
@@ -70,7 +65,7 @@ def comparison_report(
             # The verdicts and the frontier sentence, then the frontier they read off, then
             # the per-point detail and the tables.
             "summary": dg.MetadataValue.md(
-                f"{report.verdict_md}\n\n![frontier](data:image/png;base64,{main_plot})\n\n"
+                f"{report.verdict_md}\n\n![{MAIN.key}](data:image/png;base64,{main_plot})\n\n"
                 f"{report.details_md}"
             ),
             "report": dg.MetadataValue.path(str(report.html_path.resolve())),
@@ -90,10 +85,10 @@ def comparison_report(
             ),
             dg.AssetCheckResult(
                 check_name="no_regression",
-                passed=regressed.height == 0 and moved.height == 0,
-                description=_regression_text(regressed, moved, config.regression_threshold),
+                passed=regressions.height == 0 and moved.height == 0,
+                description=_regression_text(regressions, moved, config.regression_threshold),
             ),
-            _transport_check(tables["kv_cost_fit"]),
+            _transport_check(read["kv_cost_fit"]),
         ],
     )
 

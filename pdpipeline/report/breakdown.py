@@ -1,5 +1,5 @@
 """Where a disaggregated request's time goes, per layout and load: the `handoff_breakdown`
-view's runs, averaged over repeats, as the report's table.
+view's runs, averaged over repeats (the report's table of them: report/tables.py).
 
 TTFT = client→proxy hop + the proxy's own time, which holds the prefill leg (engine queue and
 prefill compute, plus HTTP and the one-token answer) and the handoff (KV post and transfer, then
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pdpipeline.report.series import Series
-from pdpipeline.report.slo import load_label
+from pdpipeline.report.formats import by_shape
 from pdpipeline.warehouse.store import Warehouse
 
 # (view column, table header), in the order a request lives them; times in ms.
@@ -30,9 +29,16 @@ PARTS = [
 
 
 def breakdown(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:
-    """Per disaggregated series and point: each part in ms (mean over repeats of the run's
-    medians or means) and the handover's cost beyond the KV transfer."""
-    runs = warehouse.query("SELECT * FROM handoff_breakdown WHERE campaign_id = ?", [campaign_id])
+    """`per_setup` of a stored campaign's handoff_breakdown view."""
+    return per_setup(
+        warehouse.query("SELECT * FROM handoff_breakdown WHERE campaign_id = ?", [campaign_id])
+    )
+
+
+def per_setup(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per disaggregated series and point of the handoff_breakdown view's `runs`: each part in
+    ms (mean over repeats of the run's medians or means) and the handover's cost beyond the KV
+    transfer."""
     if runs.is_empty():
         return runs
     keys = [
@@ -54,9 +60,7 @@ def breakdown(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:
         )
         .sort(
             [
-                # Shortest prompt first: '512' before '2048'.
-                pl.col("input_len").str.extract(r"^(\d+)").cast(pl.Int64),
-                pl.col("output_len").str.extract(r"^(\d+)").cast(pl.Int64),
+                *by_shape(),
                 "concurrency",
                 "request_rate",
                 "layout",
@@ -66,24 +70,3 @@ def breakdown(warehouse: Warehouse, campaign_id: str) -> pl.DataFrame:
             nulls_last=True,
         )
     )
-
-
-def markdown(frame: pl.DataFrame) -> str:
-    """The breakdown as a markdown table with human headers, times in ms."""
-    if frame.is_empty():
-        return ""
-    headers = ["point", "setup", *(f"{h} ms" for _, h in PARTS), "handoff beyond KV ms"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in frame.iter_rows(named=True):
-        point = (
-            f"{row['input_len']}/{row['output_len']} "
-            f"{load_label(row['concurrency'], row['request_rate'])}"
-        )
-        setup = Series.of(row | {"arm": "disaggregated"}).label
-        cells = [_ms(row[c]) for c, _ in PARTS] + [_ms(row["beyond_kv"])]
-        lines.append("| " + " | ".join([point, setup, *cells]) + " |")
-    return "\n".join(lines)
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"

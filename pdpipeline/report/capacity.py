@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from pdpipeline.report.formats import limits, shape_order
 from pdpipeline.report.series import Series
-from pdpipeline.report.slo import describe, shape_order
 
 # How each bound reads next to its rate: bracketed, or only a lower bound, or none found.
 BOUND_TEXT = {
@@ -26,11 +26,11 @@ def capacity_sentences(capacity: pl.DataFrame) -> list[str]:
     ordered = sorted(groups, key=lambda g: (g[0][0], shape_order(g[0][1], g[0][2])))
     for (tier, input_len, output_len), rows in ordered:
         first = rows.row(0, named=True)
-        limits = describe(first["ttft_ms"], first["tpot_ms"], first["attainment_target"])
+        tier_limits = limits(first["ttft_ms"], first["tpot_ms"], first["attainment_target"])
         rows = rows.sort("max_rate_per_gpu", descending=True, nulls_last=True)
         parts = [_setup_rate(r) for r in rows.iter_rows(named=True)]
         sentences.append(
-            f"{tier} ({limits}) at {input_len}/{output_len}, highest request rate per GPU "
+            f"{tier} ({tier_limits}) at {input_len}/{output_len}, highest request rate per GPU "
             f"meeting it: {'; '.join(parts)}."
         )
     return sentences

@@ -14,22 +14,14 @@ from dataclasses import dataclass
 import polars as pl
 
 from pdpipeline.kvcache import KVLayout
-from pdpipeline.report.series import SERIES_KEYS, Series, in_order, rival_devices
-from pdpipeline.report.series import arm_label as arm_label  # for callers that import it here
-from pdpipeline.warehouse.rows import ComparisonRow, columns
 
-# A workload point: what every arm is measured at.
-POINT_KEYS = ["input_len", "output_len", "concurrency", "request_rate"]
-# Columns the report reads that were added after the first campaigns: older frames (a
-# published CSV export) lack them.
-SERIES_ADDED = {"variant": pl.Utf8, "layout": pl.Utf8, "engine_variant": pl.Utf8}
-LINK_ADDED = {"kv_link": pl.Utf8, "kv_link_gbyte_per_s": pl.Float64, "kv_link_fraction": pl.Float64}
-# The regime map's series, by role.
-REGIME_ADDED = {
-    f"{role}_{key}": pl.Utf8
-    for role in ("winner", "challenger")
-    for key in ("layout", "engine_variant", "variant")
-}
+# The keys and the up-to-date step live in report/columns.py; named here too for search.py.
+from pdpipeline.report.columns import POINT_KEYS as POINT_KEYS
+from pdpipeline.report.columns import SERIES_KEYS as SERIES_KEYS
+from pdpipeline.report.columns import with_current_columns as with_current_columns
+from pdpipeline.report.series import arm_label as arm_label  # for callers that import it here
+from pdpipeline.report.series import in_order, rival_devices
+from pdpipeline.warehouse.rows import ComparisonRow, columns
 
 
 @dataclass(frozen=True)
@@ -38,27 +30,6 @@ class KvLink:
 
     name: str  # e.g. "gpu-a NVLink", or two hosts joined by an en dash and " network"
     gbyte_per_s: float  # bytes, not bits
-
-
-def with_current_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame with the columns added since older campaigns: null where it lacks them.
-
-    A frame of series (one with `arm`) gets `variant`, `layout` and `engine_variant`: before
-    them an arm had one of each. A comparison (one with `kv_gbyte_per_s`) also gets the KV link
-    that figure is set against; a regime map (one with `winner_arm`) its series' new parts.
-    Columns it has are cast to their type (a column of nulls may come untyped).
-    """
-    added = {}
-    if "arm" in frame.columns:
-        added |= SERIES_ADDED
-    if "kv_gbyte_per_s" in frame.columns:
-        added |= LINK_ADDED
-    if "winner_arm" in frame.columns:
-        added |= REGIME_ADDED
-    return frame.with_columns(
-        pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
-        for c, t in added.items()
-    )
 
 
 def link_between(hosts: pl.DataFrame, prefill: list[str], decode: list[str]) -> KvLink | None:
@@ -230,60 +201,3 @@ def _predicted_bytes(layout: KVLayout | None, input_len: str) -> float | None:
     if layout is None or length is None:
         return None
     return float(layout.bytes_for(length))
-
-
-def _fmt(value, pattern: str = "{:.1f}") -> str:
-    return "–" if value is None else pattern.format(value)
-
-
-def _load(row: dict) -> str:
-    return (
-        f"c={row['concurrency']}" if row["concurrency"] is not None else f"{row['request_rate']}/s"
-    )
-
-
-def _label(row: dict) -> str:
-    return Series.of(row).label
-
-
-def markdown(comparison: pl.DataFrame) -> str:
-    """The comparison (with the current columns) as markdown tables: throughput and latency per
-    point, then KV transfer."""
-    lines = [
-        "| input | output | load | arm | GPUs | valid | out tok/s | per GPU (±sd) "
-        "| vs single | vs replicated | TTFT p50/p99 ms | TPOT p50/p99 ms | goodput req/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in comparison.iter_rows(named=True):
-        load = _load(r)
-        lines.append(
-            f"| {r['input_len']} | {r['output_len']} | {load} | {_label(r)} | {r['gpus']} "
-            f"| {r['valid_repeats']} | {_fmt(r['output_throughput'])} "
-            f"| {_fmt(r['output_throughput_per_gpu'])} ±{_fmt(r['output_throughput_per_gpu_std'])} "
-            f"| {_fmt(r['per_gpu_vs_single'], '{:.2f}x')} "
-            f"| {_fmt(r['per_gpu_vs_replicated'], '{:.2f}x')} "
-            f"| {_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} "
-            f"| {_fmt(r['tpot_p50_ms'], '{:.2f}')} / {_fmt(r['tpot_p99_ms'], '{:.2f}')} "
-            f"| {_fmt(r['goodput'], '{:.2f}')} |"
-        )
-    kv = comparison.filter(pl.col("kv_bytes_per_transfer").is_not_null())
-    if kv.height:
-        lines += [
-            "",
-            "| input | load | arm | KV bytes/transfer (predicted) | ms/transfer | GB/s "
-            "| link | of link |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in kv.iter_rows(named=True):
-            load = _load(r)
-            ms = r["kv_seconds_per_transfer"] and r["kv_seconds_per_transfer"] * 1000
-            link = r["kv_link"] and f"{r['kv_link']}, {r['kv_link_gbyte_per_s']:.1f} GB/s"
-            lines.append(
-                f"| {r['input_len']} | {load} | {_label(r)} "
-                f"| {_fmt(r['kv_bytes_per_transfer'], '{:,.0f}')} "
-                f"({_fmt(r['kv_predicted_bytes'], '{:,.0f}')}) "
-                f"| {_fmt(ms, '{:.2f}')} "
-                f"| {_fmt(r['kv_gbyte_per_s'], '{:.3f}')} "
-                f"| {link or '–'} | {_fmt(r['kv_link_fraction'], '{:.2%}')} |"
-            )
-    return "\n".join(lines)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pdpipeline.report.build import CAMPAIGN_TABLES, Report, build
-from pdpipeline.report.campaign import ensure_analysis
+from pdpipeline.report.build import Report, render
+from pdpipeline.report.campaign import analysed
+from pdpipeline.report.load import CAMPAIGN_TABLES
 from pdpipeline.warehouse.store import Warehouse
 
 
 def export_campaign(warehouse: Warehouse, campaign_id: str, out: str | Path) -> Report:
     """Write the campaign's tables, its profile and its report into `out`; the comparison is
     stored first if its comparison_report never ran."""
-    ensure_analysis(warehouse, campaign_id)
+    campaign = analysed(warehouse, campaign_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for table in (*CAMPAIGN_TABLES, "handoff_variants"):
@@ -23,4 +24,4 @@ def export_campaign(warehouse: Warehouse, campaign_id: str, out: str | Path) -> 
         frame.write_csv(out / f"{table}.csv")
     requests = warehouse.query("SELECT * FROM requests WHERE campaign_id = ?", [campaign_id])
     requests.write_parquet(out / "requests.parquet")
-    return build(warehouse, campaign_id, out)
+    return render(campaign, out)

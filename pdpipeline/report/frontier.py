@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
+from pdpipeline.report.columns import POINT_KEYS, SERIES_KEYS, SHAPE_KEYS, with_current_columns
+from pdpipeline.report.formats import rough, shapes
 from pdpipeline.report.series import Series, contenders
 
-SHAPE_KEYS = ["input_len", "output_len"]
 X = "tok_s_per_user"
 Y = "output_throughput_per_gpu"
 # A lead held over less than this share of its interactivity, between two spans led by the same
@@ -73,8 +73,7 @@ def leaders(points: pl.DataFrame) -> pl.DataFrame:
     """
     front = frontier(points) if X not in points.columns else points
     rows = []
-    shapes = sorted(front.select(SHAPE_KEYS).unique().rows(), key=_shape_order)
-    for n_in, n_out in shapes:
+    for n_in, n_out in shapes(front):
         shape = contenders(
             front.filter((pl.col("input_len") == n_in) & (pl.col("output_len") == n_out))
         )
@@ -106,11 +105,6 @@ def leaders(points: pl.DataFrame) -> pl.DataFrame:
         "gpus": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema)
-
-
-def _shape_order(shape: tuple[str, str]) -> tuple[int, int]:
-    """Shapes by prompt, then output length; a range ('256:1024') by its lower end."""
-    return tuple(int(n.split(":")[0]) for n in shape)
 
 
 def _fold_noise(spans: list[dict]) -> list[dict]:
@@ -147,8 +141,8 @@ def frontier_sentences(points: pl.DataFrame) -> list[str]:
     lead = leaders(points)
     if not lead.height:
         return ["No measured points to draw a frontier from."]
-    shapes = lead.partition_by(SHAPE_KEYS, maintain_order=True)
-    return [_shape_sentence(shape.rows(named=True)) for shape in shapes]
+    per_shape = lead.partition_by(SHAPE_KEYS, maintain_order=True)
+    return [_shape_sentence(shape.rows(named=True)) for shape in per_shape]
 
 
 def _shape_sentence(spans: list[dict]) -> str:
@@ -159,21 +153,17 @@ def _shape_sentence(spans: list[dict]) -> str:
     if len(spans) == 1:
         return (
             f"{where}, {_name(first)} gives the most output tokens/s per GPU at every "
-            f"interactivity measured (up to {_num(first['up_to'])} tok/s per user)."
+            f"interactivity measured (up to {rough(first['up_to'])} tok/s per user)."
         )
     # From the most interactive span down: the order in which someone with a stricter TPOT
     # target reads it.
     top, *middle, bottom = reversed(spans)
-    parts = [f"at more than {_num(top['above'])} tok/s per user {_name(top)} gives the most"]
+    parts = [f"at more than {rough(top['above'])} tok/s per user {_name(top)} gives the most"]
     parts[0] += " output tokens/s per GPU"
-    parts += [f"from {_num(s['above'])} to {_num(s['up_to'])}, {_name(s)}" for s in middle]
-    parts.append(f"at {_num(bottom['up_to'])} or less, {_name(bottom)}")
+    parts += [f"from {rough(s['above'])} to {rough(s['up_to'])}, {_name(s)}" for s in middle]
+    parts.append(f"at {rough(bottom['up_to'])} or less, {_name(bottom)}")
     return f"{where}, {'; '.join(parts)}."
 
 
 def _name(span: dict) -> str:
     return Series.of(span).label
-
-
-def _num(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"

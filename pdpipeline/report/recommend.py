@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from pdpipeline.report.formats import limits
 from pdpipeline.report.series import Series
-from pdpipeline.report.slo import describe
 from pdpipeline.report.verdict import Ratio, ShapeVerdict, TierVerdict, tier_verdicts
 from pdpipeline.warehouse.rows import RecommendationRow, columns, polars_schema
 
@@ -64,8 +64,10 @@ def _row(
     pooled: list[str],
     caveat: str | None,
 ) -> RecommendationRow:
-    limits = describe(tier.ttft_ms, tier.tpot_ms, tier.attainment)
-    where = f"for {shape.input_len}/{shape.output_len} at {limits}"
+    where = (
+        f"for {shape.input_len}/{shape.output_len} at "
+        f"{limits(tier.ttft_ms, tier.tpot_ms, tier.attainment)}"
+    )
     best = _best_disaggregated(shape)
     alone = None if best else _unrivalled(goodput, tier.tier, shape)
     verdict, setup, rival, ratio = "none", None, None, None

@@ -21,9 +21,9 @@ import numpy as np
 import polars as pl
 
 from pdpipeline.profile.slo import meets_limits
-from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
+from pdpipeline.report.columns import POINT_KEYS, SERIES_KEYS, SHAPE_KEYS, with_current_columns
 from pdpipeline.report.series import Series, contenders, rival_devices
-from pdpipeline.report.slo import SHAPE_KEYS, counted, valid_runs
+from pdpipeline.report.slo import counted, valid_runs
 from pdpipeline.warehouse.rows import RegimeMapRow, columns, polars_schema
 
 # Grid limits are powers of 2 ** (1 / LATTICE) ms.

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pdpipeline.report.columns import SERIES_KEYS
+
 ARM_ORDER = {"single": 0, "replicated": 1, "disaggregated": 2}
-# The columns that name a series, in the order its label reads them.
-SERIES_KEYS = ["arm", "layout", "engine_variant", "variant"]
 
 
 def series_label(

@@ -18,10 +18,9 @@ import polars as pl
 from pdpipeline.errors import ProfileError
 from pdpipeline.profile import DEFAULT_TIER, RUN_SLO, SloTier, stored_profile
 from pdpipeline.profile.slo import meets_limits
-from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
+from pdpipeline.report.columns import POINT_KEYS, SERIES_KEYS, SHAPE_KEYS, with_current_columns
 from pdpipeline.warehouse.rows import SloGoodputRow, columns, polars_schema
 
-SHAPE_KEYS = ["input_len", "output_len"]
 # The columns of requests this module reads; `in_window` is read where the frame has it.
 REQUEST_COLUMNS = ["run_id", "ok", "ttft_s", "tpot_s"]
 
@@ -39,25 +38,6 @@ def campaign_tiers(profile_text: str | None, runs: pl.DataFrame) -> dict[str, Sl
         return {DEFAULT_TIER: RUN_SLO}
     limits = recorded["slo_ttft_ms"][0], recorded["slo_tpot_ms"][0]
     return {DEFAULT_TIER: SloTier(ttft_ms=limits[0], tpot_ms=limits[1])}
-
-
-def describe(ttft_ms: float | None, tpot_ms: float | None, attainment: float) -> str:
-    """A tier's limits as a reader sees them: 'TTFT ≤ 300 ms, TPOT ≤ 20 ms at 90%'."""
-    limits = [
-        f"{name} ≤ {limit:g} ms"
-        for name, limit in (("TTFT", ttft_ms), ("TPOT", tpot_ms))
-        if limit is not None
-    ]
-    return f"{', '.join(limits)} at {attainment:.0%}"
-
-
-def shape_order(input_len: str, output_len: str) -> tuple[int, int]:
-    """Shapes sorted by their lengths, the shortest prompt first ('512' before '2048')."""
-    return int(input_len.split(":")[0]), int(output_len.split(":")[0])
-
-
-def load_label(concurrency: int | None, request_rate: float | None) -> str:
-    return f"c={concurrency}" if concurrency is not None else f"{request_rate:g}/s"
 
 
 def meets(ttft_ms: float | None, tpot_ms: float | None) -> pl.Expr:

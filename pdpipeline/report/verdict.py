@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pdpipeline.report.compare import POINT_KEYS
+from pdpipeline.report.columns import POINT_KEYS, SHAPE_KEYS
+from pdpipeline.report.formats import limits, load_label, shape_order
 from pdpipeline.report.series import Series, contenders, has_new_dimensions, rival_devices
-from pdpipeline.report.slo import SHAPE_KEYS, best_by_tier, describe, load_label, shape_order
+from pdpipeline.report.slo import best_by_tier
 
 # A gap counts only when it exceeds this many standard deviations of the difference of the two
 # arms' repeat means (their spreads combined).
@@ -40,7 +41,7 @@ class PointVerdict:
     @property
     def label(self) -> str:
         p = self.point
-        load = f"c={p['concurrency']}" if p["concurrency"] is not None else f"{p['request_rate']}/s"
+        load = load_label(p["concurrency"], p["request_rate"])
         return f"{p['input_len']}/{p['output_len']} {load}"
 
     def sentence(self) -> str:
@@ -233,7 +234,7 @@ class TierVerdict:
         return any(s.winner is not None for s in self.shapes)
 
     def sentence(self) -> str:
-        head = f"{self.tier} ({describe(self.ttft_ms, self.tpot_ms, self.attainment)})"
+        head = f"{self.tier} ({limits(self.ttft_ms, self.tpot_ms, self.attainment)})"
         if not self.met:
             return f"{head}: no setup meets it at any load measured."
         return f"{head}: {'; '.join(s.text() for s in self.shapes)}."

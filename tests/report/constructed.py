@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 
 import polars as pl
 
-from pdpipeline.report.compare import with_current_columns
+from pdpipeline.report.columns import with_current_columns
 from pdpipeline.report.series import Series
+from pdpipeline.warehouse.rows import LaunchServerRow
 
 PUSH = ("disaggregated", "push")
 REPLICATED = ("replicated", None)
@@ -170,3 +172,31 @@ def layouts_campaign() -> tuple[pl.DataFrame, pl.DataFrame]:
             duration = REQUESTS_PER_RUN / value / devices(series, 1)
             runs.append((series, 8, repeat, duration, [request(ttft, tpot)] * REQUESTS_PER_RUN))
     return campaign(runs, gpus=1)
+
+
+def server(role: str, device_kind: str, idle: float, devices=(0,)) -> LaunchServerRow:
+    """A preflight row (`launch_servers`) of one server of a 1P1D launch, or a standalone one."""
+    kv = role != "standalone"
+    return LaunchServerRow(
+        campaign_id="c",
+        arm="disaggregated" if kv else "single",
+        launch="l",
+        layout="1P1D" if kv else None,
+        engine_variant=None,
+        variant="pull" if kv else None,
+        server=f"{role}-0",
+        role=role,
+        host="h",
+        device_kind=device_kind,
+        devices=json.dumps(list(devices)),
+        idle_cpu_cores=idle,
+        block_size=128,
+        nixl_version="1.5.1" if kv else None,
+        kv_layout="LBHNC" if kv else None,
+        kv_contiguous_across_layers=False if kv else None,
+        preflight_kv_blocks=3 if kv else None,
+        descriptors_per_block=0.7 if kv else None,
+        kv_protocols="[]" if kv else None,
+        kv_lanes="cma/memory (intra-node get)" if kv else None,
+        preflight_error=None,
+    )

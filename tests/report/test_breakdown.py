@@ -9,7 +9,8 @@ from types import NoneType
 
 import pytest
 
-from pdpipeline.report.breakdown import breakdown, markdown
+from pdpipeline.report.breakdown import breakdown
+from pdpipeline.report.markdown import breakdown as markdown
 from pdpipeline.warehouse.rows import RequestRow, RunRow, ServerMetricRow
 from pdpipeline.warehouse.store import Warehouse
 

@@ -8,14 +8,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pdpipeline.report.compare import (
-    KvLink,
-    arm_label,
-    compare,
-    link_between,
-    markdown,
-    with_current_columns,
-)
+from pdpipeline.report.columns import with_current_columns
+from pdpipeline.report.compare import KvLink, arm_label, compare, link_between
+from pdpipeline.report.markdown import comparison as markdown
 from pdpipeline.report.series import Series, series_label
 from pdpipeline.report.verdict import headline, verdicts
 from pdpipeline.warehouse.rows import ComparisonRow, columns

@@ -17,8 +17,9 @@ import pytest
 from pdpipeline.defs.report import _regression_text, comparison_report
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.profile import SloTier
-from pdpipeline.report.compare import compare, with_current_columns
-from pdpipeline.report.plots import regime_heatmap
+from pdpipeline.report.columns import with_current_columns
+from pdpipeline.report.compare import compare
+from pdpipeline.report.figures.regime import regime_heatmap
 from pdpipeline.report.regime import LATTICE, limit_grid, regime_map, winner_label
 from pdpipeline.report.regression import regime_changes
 from pdpipeline.report.slo import best_by_tier, goodput_by_tier

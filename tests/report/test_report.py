@@ -14,7 +14,7 @@ import yaml
 
 from pdpipeline.report.build import build
 from pdpipeline.report.campaign import campaign_comparison, store_analysis
-from pdpipeline.report.compare import with_current_columns
+from pdpipeline.report.columns import with_current_columns
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.regression import regressions
 from pdpipeline.report.series import Series

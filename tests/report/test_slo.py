@@ -12,7 +12,7 @@ import yaml
 
 from pdpipeline.errors import ProfileError
 from pdpipeline.profile import SloTier, load_profile
-from pdpipeline.report.compare import with_current_columns
+from pdpipeline.report.columns import with_current_columns
 from pdpipeline.report.series import Series
 from pdpipeline.report.slo import best_by_tier, campaign_tiers, goodput_by_tier
 from pdpipeline.report.verdict import tier_verdicts

@@ -1,12 +1,14 @@
-"""The preflight as the report says it: the caveat of a comparison dominated by idle CPU, and
-the KV transport table."""
+"""The preflight as the report says it: which idle CPU dominates a comparison, the caveat of a
+comparison it dominates, and the KV transport table."""
 
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
-from pdpipeline.report.transport import preflight_markdown, spin_caveat
-from tests.test_preflight import server
+from pdpipeline.report.markdown import preflight as preflight_markdown
+from pdpipeline.report.transport import dominating_idle, spin_caveat
+from tests.report.constructed import server
 
 
 def test_a_spinning_pair_on_cpu_cores_is_the_caveat_with_both_figures():
@@ -37,3 +39,20 @@ def test_the_preflight_table_lists_the_kv_servers_only():
     assert "prefill prefill-0" in row and "cma/memory (intra-node get)" in row
     assert "| LBHNC | no | 0.7 | 1.5.1 | 0.98 |" in row
     assert preflight_markdown(pl.DataFrame([server("standalone", "cpu", 0.0)])) == ""
+
+
+@pytest.mark.parametrize(
+    ("given", "dominated"),
+    [
+        # A spinning KV server on a CPU core: the core is its device.
+        ([server("decode", "cpu", 0.98)], 1),
+        # The same spin on a GPU host costs a CPU core, not the device.
+        ([server("decode", "cuda", 0.98)], 0),
+        # Half of two cores is not dominated at 0.6.
+        ([server("prefill", "cpu", 0.6, devices=(0, 1))], 0),
+        # A standalone server is never the pair's cost.
+        ([server("standalone", "cpu", 0.98)], 0),
+    ],
+)
+def test_idle_cpu_dominates_only_kv_servers_on_cpu_devices(given, dominated):
+    assert len(dominating_idle(given)) == dominated
