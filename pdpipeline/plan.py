@@ -25,6 +25,8 @@ class Instance:
 
 @dataclass(frozen=True)
 class ArmPlan:
+    """One launch of an arm: the services it starts and the load it measures on them."""
+
     arm: str
     instances: tuple[Instance, ...]
     proxy_host: Host
