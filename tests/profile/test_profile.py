@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pdpipeline.errors import ProfileError
-from pdpipeline.profile import load_profile
+from pdpipeline.profile import load_profile, stored_profile
 from tests.support.local import ROOT, local_profile_data
 from tests.support.profiles import MALFORMED
 
@@ -181,3 +181,13 @@ def test_non_mapping_is_one_line_naming_it(tmp_path: Path, text: str):
     path = tmp_path / "flat.yaml"
     path.write_text(text)
     assert error_lines(path) == [f"profile {path}: expected a mapping at the top level"]
+
+
+def test_a_stored_profile_is_read_back_or_is_one_profile_error(tmp_path: Path, valid: dict):
+    text = yaml.safe_dump(valid, sort_keys=False)
+    assert stored_profile(text) == load_profile(write_profile(tmp_path, valid)).profile
+    # A profile of an older format: the reader that falls back catches one error.
+    with pytest.raises(ProfileError, match=r"^stored profile: hosts: "):
+        stored_profile("name: old\nhosts: 3\n")
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        stored_profile("name: [")
