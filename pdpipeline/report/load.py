@@ -51,9 +51,8 @@ class Previous:
 
 @dataclass(frozen=True)
 class Campaign:
-    """One campaign as the report reads it. `runs` are its workload matrix's: a rate search's
-    runs sit at rates of their own per series, so they are compared nowhere (their answer is
-    `slo_capacity`); `requests` are every request's columns but the inter-token gaps."""
+    """One campaign as the report reads it: its tables (`runs` all of them), every request's
+    columns but the inter-token gaps, and what the figures set it against."""
 
     campaign_id: str
     tables: Mapping[str, pl.DataFrame]
@@ -66,9 +65,11 @@ class Campaign:
     def __getitem__(self, table: str) -> pl.DataFrame:
         return self.tables[table]
 
-    @property
+    @cached_property
     def runs(self) -> pl.DataFrame:
-        return self.tables["runs"]
+        """The runs of its workload matrix: a rate search's runs sit at rates of their own per
+        series, so they are compared nowhere (their answer is `slo_capacity`)."""
+        return self.tables["runs"].filter(pl.col("searched_for").is_null())
 
     @property
     def profile_text(self) -> str | None:
@@ -103,7 +104,6 @@ def read_campaign(warehouse: Warehouse, campaign_id: str) -> Campaign:
         t: warehouse.query(f"SELECT * FROM {t} WHERE campaign_id = ?", [campaign_id])
         for t in CAMPAIGN_TABLES
     }
-    tables["runs"] = tables["runs"].filter(pl.col("searched_for").is_null())
     requests = warehouse.query(
         "SELECT * EXCLUDE (itl_s) FROM requests WHERE campaign_id = ?", [campaign_id]
     )
