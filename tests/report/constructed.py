@@ -7,6 +7,7 @@ import statistics
 
 import polars as pl
 
+from pdpipeline.profile import SloTier
 from pdpipeline.report.columns import with_current_columns
 from pdpipeline.report.series import Series
 from pdpipeline.warehouse.rows import LaunchServerRow
@@ -172,6 +173,17 @@ def layouts_campaign() -> tuple[pl.DataFrame, pl.DataFrame]:
             duration = REQUESTS_PER_RUN / value / devices(series, 1)
             runs.append((series, 8, repeat, duration, [request(ttft, tpot)] * REQUESTS_PER_RUN))
     return campaign(runs, gpus=1)
+
+
+# The constructed campaign's tiers: each tells a different pair of its series apart.
+LAYOUT_TIERS = {
+    # Every series meets it.
+    "loose": SloTier(ttft_ms=1000, tpot_ms=30),
+    # 3P1D's 800 ms TTFT misses it.
+    "interactive": SloTier(ttft_ms=500, tpot_ms=30),
+    # Replication's 20 ms TPOT misses it.
+    "streaming": SloTier(ttft_ms=1000, tpot_ms=10),
+}
 
 
 def server(role: str, device_kind: str, idle: float, devices=(0,)) -> LaunchServerRow:

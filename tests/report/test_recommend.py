@@ -8,8 +8,7 @@ import pytest
 
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.slo import goodput_by_tier
-from tests.report.constructed import layouts_campaign
-from tests.report.test_slo import LAYOUT_TIERS
+from tests.report.constructed import LAYOUT_TIERS, layouts_campaign
 
 
 @pytest.fixture(scope="module")

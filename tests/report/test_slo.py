@@ -20,6 +20,7 @@ from pdpipeline.warehouse.rows import SloGoodputRow, columns
 from pdpipeline.warehouse.store import Warehouse
 from tests.report.constructed import (
     GOODPUT,
+    LAYOUT_TIERS,
     PUSH,
     REPLICATED,
     campaign,
@@ -382,15 +383,6 @@ def test_the_slo_best_view_is_best_by_tier(tmp_path):
 
 
 # --- layouts and engine variants (tests/report/constructed.py) -------------------------------
-
-LAYOUT_TIERS = {
-    # Every series meets it.
-    "loose": SloTier(ttft_ms=1000, tpot_ms=30),
-    # 3P1D's 800 ms TTFT misses it.
-    "interactive": SloTier(ttft_ms=500, tpot_ms=30),
-    # Replication's 20 ms TPOT misses it.
-    "streaming": SloTier(ttft_ms=1000, tpot_ms=10),
-}
 
 
 @pytest.fixture(scope="module")
