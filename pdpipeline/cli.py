@@ -202,8 +202,8 @@ def _sql(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from pdpipeline.report.analysis import analysed
     from pdpipeline.report.build import render
-    from pdpipeline.report.campaign import analysed
 
     warehouse = _warehouse(args.warehouse)
     campaign = _stored_campaign(warehouse, args.campaign)

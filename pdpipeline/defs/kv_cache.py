@@ -8,7 +8,7 @@ from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
 from pdpipeline.kvcache import LINK_CATALOGUE, KVLayout, Link, kv_layout, kv_rows, load_config
 from pdpipeline.profile import Profile
-from pdpipeline.report.campaign import kv_links
+from pdpipeline.report.analysis import kv_links
 from pdpipeline.report.kvcost import block_size, latest_model, predict
 from pdpipeline.warehouse.rows import KvCacheRow
 from pdpipeline.warehouse.store import Warehouse
@@ -26,9 +26,7 @@ def kv_cache_analysis(
     profile = campaign.profile
     config = load_config(Path(profile.model.tokenizer_dir))
     layout = kv_layout(config, profile.model.kv_cache_dtype)
-    workload_tokens = {
-        n for p in profile.workload.points if (n := p.input_len.fixed) is not None
-    }
+    workload_tokens = {n for p in profile.workload.points if (n := p.input_len.fixed) is not None}
     tokens = sorted(workload_tokens | set(STANDARD_TOKENS))
     hosts = warehouse.store.query(
         "SELECT host, link_gbit_per_s, nvlink_gbit_per_s FROM hosts WHERE campaign_id = ?",

@@ -8,8 +8,8 @@ import polars as pl
 from pdpipeline.defs.arms import ARM_ASSETS
 from pdpipeline.defs.partitions import campaigns, stored_campaign
 from pdpipeline.defs.resources import WarehouseResource
+from pdpipeline.report.analysis import analysed
 from pdpipeline.report.build import render
-from pdpipeline.report.campaign import analysed
 from pdpipeline.report.figures import MAIN
 from pdpipeline.report.kvcost import degraded_runs
 from pdpipeline.report.regression import moved_cells, regressed

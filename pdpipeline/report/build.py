@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pdpipeline.report import markdown, page
-from pdpipeline.report.campaign import completed
+from pdpipeline.report.analysis import completed
 from pdpipeline.report.figures import Inputs, draw
 from pdpipeline.report.load import Campaign, read_campaign
 from pdpipeline.report.sections import page_of

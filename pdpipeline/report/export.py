@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pdpipeline.report.analysis import analysed
 from pdpipeline.report.build import Report, render
-from pdpipeline.report.campaign import analysed
 from pdpipeline.report.load import CAMPAIGN_TABLES
 from pdpipeline.warehouse.store import Warehouse
 

@@ -31,7 +31,7 @@ comes out 0 rather than negative. Its held-out error: each setting predicted by 
 on the link's other settings, the median absolute relative error over their runs.
 
 A run is transport-degraded (kept out of the SLO tier verdicts, the recommendation and the
-regime map; report/campaign.py) when one of these holds, in this order:
+regime map; report/analysis.py) when one of these holds, in this order:
 - its whole setting took more than SETTING_FACTOR (10x) the time per transfer that the link's
   model, fitted on the link's other settings, predicts (the median over the setting's runs):
   a handoff variant that falls back throughout would set a slow model of its own; settings

@@ -78,7 +78,7 @@ class Campaign:
 
     @property
     def stored(self) -> bool:
-        """Whether its comparison_report (or `campaign.analysed`) stored its derived tables."""
+        """Whether its comparison_report (or `analysis.analysed`) stored its derived tables."""
         return self.tables["comparison"].height > 0
 
     def with_tables(self, tables: Mapping[str, pl.DataFrame]) -> Campaign:

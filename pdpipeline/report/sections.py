@@ -54,7 +54,7 @@ class Page:
 
 
 def page_of(campaign: Campaign) -> Page:
-    """The report of a campaign whose derived tables are in place (`campaign.completed`)."""
+    """The report of a campaign whose derived tables are in place (`analysis.completed`)."""
     comparison, fit = campaign["comparison"], campaign["kv_cost_fit"]
     recommendations = campaign["recommendations"]
     points = verdicts(comparison)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pdpipeline.report.campaign import campaign_comparison
+from pdpipeline.report.analysis import campaign_comparison
 from pdpipeline.report.frontier import frontier, frontier_sentence, leaders
 from pdpipeline.report.series import Series
 from pdpipeline.warehouse.store import Warehouse

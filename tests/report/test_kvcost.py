@@ -13,8 +13,8 @@ import pytest
 from pdpipeline.defs.kv_cache import modelled_rows
 from pdpipeline.kvcache import kv_layout, load_config
 from pdpipeline.profile import stored_profile
+from pdpipeline.report.analysis import store_analysis
 from pdpipeline.report.build import build
-from pdpipeline.report.campaign import store_analysis
 from pdpipeline.report.compare import KvLink
 from pdpipeline.report.kvcost import (
     POINT_SCHEMA,

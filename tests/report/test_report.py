@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 import yaml
 
+from pdpipeline.report.analysis import campaign_comparison, store_analysis
 from pdpipeline.report.build import build
-from pdpipeline.report.campaign import campaign_comparison, store_analysis
 from pdpipeline.report.columns import with_current_columns
 from pdpipeline.report.regime import regime_map
 from pdpipeline.report.regression import regressions
