@@ -27,10 +27,14 @@ $(MODEL)/tokenizer.json: | $(VENV)/.installed
 run: setup
 	$(BIN)/pdpipeline campaign $(PROFILE)
 
+# Two passes: the tests that launch no vLLM server (sshd, the browser and DuckDB included) on
+# both cores at once, then those that do, one at a time: their servers are pinned to the cores,
+# and a test beside them would skew what they measure. Each pass prints its 25 slowest tests.
 test: setup
 	$(BIN)/ruff check pdpipeline tests benchmarks
 	$(BIN)/ruff format --check pdpipeline tests benchmarks
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n 2 --durations=25 -m "not vllm and not netns"
+	$(BIN)/pytest -ra --durations=25 -m "vllm or netns"
 
 # The quick slice while developing: no vLLM server, no sshd, no browser, no namespaces.
 test-fast: setup

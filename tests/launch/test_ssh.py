@@ -1,4 +1,5 @@
-"""Remote hosts over a real sshd: launch, check, tear down, and the failures users meet."""
+"""Remote hosts over a real sshd: launch, check, tear down, and the failures users meet. A whole
+campaign over SSH runs on the namespace lab (tests/netns/test_campaign.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
-import dagster as dg
-import psutil
 import pytest
-import yaml
 
-from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.errors import HostUnreachableError, ServerStartError
 from pdpipeline.launch.ssh import SshLauncher
 from pdpipeline.plan import plan_arm, proxy_service, server_service
 from pdpipeline.profile import Profile
 from pdpipeline.runner import run_arm
-from pdpipeline.warehouse.store import Warehouse
 from tests.support.local import free_port, local_profile_data
 from tests.support.servers import LONG_RUN, group_alive, run_arm_killing
 from tests.support.sshd import Sshd, keygen
@@ -139,41 +135,6 @@ async def test_remote_server_killed_mid_run_ends_the_arm_with_one_line_naming_it
     assert "; log tail: " in killed.message
     assert not any(group_alive(g) for g in killed.groups)
     assert remote_pids(tmp_path) == []
-
-
-@pytest.mark.vllm
-def test_campaign_with_every_host_over_ssh(sshd, tiny_model, tmp_path):
-    profile = ssh_profile(tiny_model, sshd, tmp_path / "remote")
-    data = profile.model_dump(exclude_none=True)
-    data["workload"] |= {"requests_per_point": 6, "warmup_requests": 2, "concurrency": [2]}
-    path = tmp_path / "ssh.yaml"
-    path.write_text(yaml.safe_dump(data))
-    campaign = run_campaign(
-        str(path),
-        instance=dg.DagsterInstance.ephemeral(),
-        warehouse_path=str(tmp_path / "w.duckdb"),
-        log_dir=str(tmp_path / "logs"),
-    )
-    warehouse = Warehouse(tmp_path / "w.duckdb")
-    runs = warehouse.query("SELECT arm, valid FROM runs")
-    assert sorted(set(runs["arm"])) == ["disaggregated", "replicated", "single"]
-    assert runs["valid"].all()
-    hosts = warehouse.query("SELECT reach, clock_offset_s FROM hosts")
-    assert hosts["reach"].to_list() == ["ssh"]
-    assert abs(hosts["clock_offset_s"][0]) < 1.0  # the same clock, seen over SSH
-    moved = warehouse.query(
-        "SELECT sum(kv_external_tokens) AS t FROM runs WHERE arm = 'disaggregated'"
-    )["t"][0]
-    assert (
-        moved
-        == warehouse.query(
-            "SELECT sum(prompt_tokens) AS t FROM requests WHERE arm = 'disaggregated'"
-        )["t"][0]
-    )
-    assert remote_pids(tmp_path / "remote") == []
-    assert not [
-        p for p in psutil.process_iter(["cmdline"]) if campaign.id in str(p.info["cmdline"])
-    ]
 
 
 async def test_services_are_reached_through_forwarded_ports(sshd, tiny_model, tmp_path):

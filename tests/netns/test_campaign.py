@@ -1,5 +1,8 @@
 """The seed's own topology, end to end: profiles/two-node-example.yaml run by the pipeline on two
-hosts and a proxy node in network namespaces, over SSH, the KV cache crossing a shaped link."""
+hosts and a proxy node in network namespaces, over SSH, the KV cache crossing a shaped link.
+
+This is also the campaign test of the SSH launcher: every host, the proxy's included, is reached
+over SSH (tests/launch/test_ssh.py tests the launcher's parts on a loopback sshd)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import psutil
 import pytest
 import yaml
 
@@ -37,6 +41,7 @@ class Measured:
     warehouse: Warehouse
     mbit_per_s: float
     kv_link_bytes: int  # sent by host a on the KV link
+    work_dir: Path  # the hosts' work dir (they share this machine's file system)
 
     def one(self, sql: str, *params) -> dict:
         """The one row `sql` selects for this campaign (its first parameter)."""
@@ -62,7 +67,11 @@ def run_on_lab(
         log_dir=str(directory / "logs"),
     )
     return Measured(
-        campaign.id, Warehouse(directory / "w.duckdb"), mbit_per_s, lab.tx_bytes("a") - sent
+        campaign.id,
+        Warehouse(directory / "w.duckdb"),
+        mbit_per_s,
+        lab.tx_bytes("a") - sent,
+        directory / "remote",
     )
 
 
@@ -102,6 +111,32 @@ def test_every_arm_runs_on_its_hosts_and_the_kv_crosses_the_link(two_node, netns
     assert hosts["link_gbit_per_s"].to_list() == [FIRST_MBIT / 1000, FIRST_MBIT / 1000, None]
     kv_nic = next(n for n in json.loads(hosts["nics"][0]) if n["kv"])
     assert (kv_nic["name"], kv_nic["shaped_mbit_per_s"]) == (KV_DEVICE, FIRST_MBIT)
+
+
+def test_a_campaign_over_ssh_leaves_nothing_running_and_reads_each_hosts_clock(two_node):
+    hosts = two_node.warehouse.query(
+        "SELECT host, clock_offset_s FROM hosts WHERE campaign_id = ?", [two_node.campaign_id]
+    )
+    assert hosts.height == 3
+    assert (hosts["clock_offset_s"].abs() < 1.0).all()  # the same clock, seen over SSH
+    # The decode side received every prompt token of the disaggregated requests by KV transfer.
+    moved = two_node.one(
+        "SELECT sum(kv_external_tokens) AS t FROM runs WHERE campaign_id = ? "
+        "AND arm = 'disaggregated'"
+    )["t"]
+    prompts = two_node.one(
+        "SELECT sum(prompt_tokens) AS t FROM requests WHERE campaign_id = ? "
+        "AND arm = 'disaggregated'"
+    )["t"]
+    assert moved == prompts > 0
+    # Every remote process was stopped: no pid file left, nothing running that names the
+    # campaign.
+    assert list(two_node.work_dir.glob("logs/**/*.pid")) == []
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if two_node.campaign_id in str(p.info["cmdline"])
+    ]
 
 
 def test_the_comparison_sets_the_kv_rate_against_the_link(two_node):
