@@ -38,6 +38,7 @@ from pdpipeline.paths import WAREHOUSE_PATH
 from pdpipeline.plan import plan_arms
 from pdpipeline.profile import Profile, layout_counts, load_profile
 from pdpipeline.report.compare import POINT_KEYS, SERIES_KEYS, with_current_columns
+from pdpipeline.report.formats import load_label
 from pdpipeline.report.recommend import recommendations
 from pdpipeline.report.slo import goodput_by_tier, valid_runs
 from pdpipeline.report.transport import spin_caveat
@@ -144,7 +145,8 @@ def deciders(gap: pl.DataFrame) -> list[Decider]:
                     winner["variant"],
                     middle,
                     f"{measure}: {layout} minus replicas is {below:+.3g} at "
-                    f"c={low['concurrency']} and {above:+.3g} at c={high['concurrency']}",
+                    f"{load_label(low['concurrency'], None)} and {above:+.3g} at "
+                    f"{load_label(high['concurrency'], None)}",
                 ),
             )
     for row in gap.filter(pl.col("measure") != THROUGHPUT).iter_rows(named=True):
@@ -159,7 +161,8 @@ def deciders(gap: pl.DataFrame) -> list[Decider]:
                 row["variant"],
                 row["concurrency"],
                 f"{row['measure']}: {row['layout']} and its replicas within the run-to-run "
-                f"spread ({difference:+.3g}) at c={row['concurrency']}: one more repeat",
+                f"spread ({difference:+.3g}) at {load_label(row['concurrency'], None)}: "
+                "one more repeat",
             )
     return list(found.values())
 
@@ -229,7 +232,7 @@ Load = Callable[[Sequence[str]], tuple[pl.DataFrame, pl.DataFrame]]
 def warehouse_loader(warehouse: Warehouse) -> Load:
     """Pooled runs of the workload matrix and their requests: no rate-search runs, and no
     runs their campaign's KV cost fit found transport-degraded (they measured a broken link,
-    not the setup; report/campaign.analysis leaves them out of the verdicts alike)."""
+    not the setup; report/analysis.py leaves them out of the verdicts alike)."""
 
     def load(campaign_ids: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
         ids = list(campaign_ids)
@@ -325,7 +328,8 @@ def search(
             break
         for f in found:
             say(
-                f"search: round {len(rounds)}: {f.input_len}/{f.output_len} c={f.concurrency}: "
+                f"search: round {len(rounds)}: {f.input_len}/{f.output_len} "
+                f"{load_label(f.concurrency, None)}: "
                 f"{f.reason}"
             )
         path = work_dir / f"{derived['name']}.yaml"

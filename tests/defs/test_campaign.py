@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -119,6 +120,12 @@ def test_campaign_writes_every_series_of_layouts_engine_and_handoff_variants(cam
     replicated = warehouse.query("SELECT backend_requests FROM runs WHERE arm = 'replicated'")
     for counts in replicated["backend_requests"]:
         assert sorted(json.loads(counts)["standalone"].values()) == [3, 3]
+    # Through the proxy to real replicas: its own time to the first byte is inside the TTFT.
+    timed = warehouse.query(
+        "SELECT count(*) FILTER (WHERE 0 < proxy_s AND proxy_s <= ttft_s) AS inside, "
+        "count(*) AS n FROM requests WHERE arm = 'replicated'"
+    )
+    assert timed.row(0) == (12, 12)
     pairs = warehouse.query("SELECT backend_requests FROM runs WHERE arm = 'disaggregated'")
     for counts in pairs["backend_requests"]:
         assert {role: sum(c.values()) for role, c in json.loads(counts).items()} == {
@@ -246,101 +253,120 @@ def test_failed_arm_leaves_no_partial_rows(campaign):
     ]
 
 
-@pytest.mark.vllm
-@pytest.mark.browser
-def test_ui_shows_the_assets_and_the_report(campaign, tmp_path):
-    result, _, profile_path, kwargs, _ = campaign
+@dataclass
+class Ui:
+    """The Dagster UI running on the campaign's instance."""
+
+    port: int
+    process: subprocess.Popen
+    processes: list[int]  # what the webserver started (its code server)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture(scope="module")
+def ui(campaign):
+    """The UI on the campaign's instance, started the way `make ui` starts it, shared by the
+    tests below; the last of them stops it."""
+    _, _, profile_path, kwargs, _ = campaign
     home = Path(kwargs["instance"].root_directory)
     port = free_port()
     env = os.environ | {"DAGSTER_HOME": str(home), "PDPIPELINE_PROFILE": profile_path}
-    # Started the way `make ui` starts it.
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "pdpipeline.ui", "--port", str(port)], env=env, cwd=ROOT
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", 120)
-        dagster_group = [c.pid for c in psutil.Process(ui.pid).children()]
-        with browser_page() as page:
-            page.goto(f"http://127.0.0.1:{port}/asset-groups")  # the global asset graph
-            dismiss_welcome(page)
-            for name in sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()):
-                expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(SCREENSHOTS / "dagster-ui-asset-graph.png"))
-            # Each campaign is a partition: the arm's page lists the campaign's key.
-            page.goto(f"http://127.0.0.1:{port}/assets/disaggregated_run?view=partitions")
-            dismiss_welcome(page)
-            expect(page.get_by_text(result.id).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(SCREENSHOTS / "dagster-ui-campaign-partition.png"))
-            page.goto(f"http://127.0.0.1:{port}/assets/comparison_report")
-            dismiss_welcome(page)
-            # The summary (a figure and tables) is long, so the UI folds it behind a link.
-            page.get_by_text("[Show Markdown]").first.click(timeout=60_000)
-            expect(page.get_by_text(f"Campaign {result.id}").first).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("img", name="frontier")).to_be_visible()
-            page.wait_for_timeout(1000)  # let the dialog finish fading in
-            page.screenshot(path=str(SCREENSHOTS / "dagster-ui-comparison-report.png"))
-    finally:
-        ui.terminate()
-        ui.wait(60)
-    assert dagster_group
-    assert not [pid for pid in dagster_group if psutil.pid_exists(pid) and group_alive(pid)]
-    assert (SCREENSHOTS / "dagster-ui-comparison-report.png").stat().st_size > 10_000
-
-
-@pytest.mark.vllm
-def test_terminating_a_run_stops_every_process_and_writes_no_rows(tmp_path, tiny_model):
-    """A campaign run launched through Dagster's API (as the UI does) and terminated mid-arm."""
-    from dagster_graphql import DagsterGraphQLClient
-
-    data = local_profile_data(
-        tiny_model, points=[{"input_len": 64, "output_len": 400}], requests_per_point=40
-    )
-    data["arms"] = {"single": data["arms"]["single"]}
-    profile_path = write_profile(tmp_path / "p.yaml", data)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    warehouse_path, logs = tmp_path / "w.duckdb", tmp_path / "logs"
-    port = free_port()
-    env = os.environ | {"DAGSTER_HOME": str(home), "PDPIPELINE_PROFILE": profile_path}
-    ui = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "pdpipeline.ui", "--port", str(port)], env=env, cwd=ROOT
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/server_info", 180)
-        campaign_id = "test-local-cancelled"
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            instance.add_dynamic_partitions("campaign", [campaign_id])
-            client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-            run_id = client.submit_job_execution(
-                "campaign",
-                run_config={
-                    "resources": {
-                        "warehouse": {"config": {"path": str(warehouse_path)}},
-                        "cluster": {"config": {"log_dir": str(logs)}},
-                    }
-                },
-                tags={"dagster/partition": campaign_id},
-            )
-            # The arm is measuring once its proxy answers (it starts after the servers).
-            wait_for_http(f"http://127.0.0.1:{data['proxy']['port']}/health", 300)
-            server_pids = _pids_on_port(data["vllm"]["base_port"])
-            assert server_pids
-            client.terminate_run(run_id)
-            status = _wait_for_run_end(instance, run_id, 180)
-            check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-                [dg.AssetCheckKey(dg.AssetKey("single_node_run"), "all_runs_valid")]
-            )
+        yield Ui(port, process, [c.pid for c in psutil.Process(process.pid).children()])
     finally:
-        ui.terminate()
-        ui.wait(60)
+        process.terminate()
+        process.wait(60)
+
+
+@pytest.mark.vllm
+@pytest.mark.browser
+def test_ui_shows_the_assets_and_the_report(campaign, ui):
+    result, *_ = campaign
+    with browser_page() as page:
+        page.goto(ui.url("/asset-groups"))  # the global asset graph
+        dismiss_welcome(page)
+        for name in sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()):
+            expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "dagster-ui-asset-graph.png"))
+        # Each campaign is a partition: the arm's page lists the campaign's key.
+        page.goto(ui.url("/assets/disaggregated_run?view=partitions"))
+        dismiss_welcome(page, timeout_ms=2_000)  # shown once, if at all: it was skipped above
+        expect(page.get_by_text(result.id).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "dagster-ui-campaign-partition.png"))
+        page.goto(ui.url("/assets/comparison_report"))
+        dismiss_welcome(page, timeout_ms=2_000)
+        # The summary (a figure and tables) is long, so the UI folds it behind a link.
+        page.get_by_text("[Show Markdown]").first.click(timeout=60_000)
+        expect(page.get_by_text(f"Campaign {result.id}").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("img", name="frontier")).to_be_visible()
+        page.wait_for_timeout(1000)  # let the dialog finish fading in
+        page.screenshot(path=str(SCREENSHOTS / "dagster-ui-comparison-report.png"))
+    assert (SCREENSHOTS / "dagster-ui-comparison-report.png").stat().st_size > 10_000
+
+
+@pytest.mark.vllm
+def test_terminating_a_run_stops_every_process_and_writes_no_rows(campaign, ui, tmp_path):
+    """A campaign run launched through Dagster's API (as the UI does) and terminated mid-arm."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    *_, kwargs, campaign_data = campaign
+    data = local_profile_data(
+        Path(campaign_data["model"]["dir"]),
+        points=[{"input_len": 64, "output_len": 400}],
+        requests_per_point=40,
+    )
+    data["arms"] = {"single": data["arms"]["single"]}
+    profile_path = write_profile(tmp_path / "p.yaml", data)
+    warehouse_path, logs = tmp_path / "w.duckdb", tmp_path / "logs"
+    campaign_id = "test-local-cancelled"
+    instance = kwargs["instance"]
+    instance.add_dynamic_partitions("campaign", [campaign_id])
+    client = DagsterGraphQLClient("127.0.0.1", port_number=ui.port)
+    run_id = client.submit_job_execution(
+        "campaign",
+        run_config={
+            "resources": {
+                # Not the UI's own profile (the campaign's): this run's, given at launch.
+                "profile": {"config": {"path": profile_path}},
+                "warehouse": {"config": {"path": str(warehouse_path)}},
+                "cluster": {"config": {"log_dir": str(logs)}},
+            }
+        },
+        tags={"dagster/partition": campaign_id},
+    )
+    # The arm is measuring once its proxy answers (it starts after the servers).
+    wait_for_http(f"http://127.0.0.1:{data['proxy']['port']}/health", 300)
+    server_pids = _pids_on_port(data["vllm"]["base_port"])
+    assert server_pids
+    client.terminate_run(run_id)
+    status = _wait_for_run_end(instance, run_id, 180)
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("single_node_run"), "all_runs_valid")]
+    )
     assert status == dg.DagsterRunStatus.CANCELED
     record = next(iter(check.values()))
+    assert record.run_id == run_id
     assert not record.event.asset_check_evaluation.passed
     assert record.event.asset_check_evaluation.description.startswith("cancelled")
     assert not [pid for pid in server_pids if psutil.pid_exists(pid) and group_alive(pid)]
     assert not _pids_on_port(data["proxy"]["port"])
     runs = Warehouse(warehouse_path).query("SELECT count(*) AS n FROM runs")["n"][0]
     assert runs == 0
+
+
+@pytest.mark.vllm
+def test_the_ui_stops_with_every_process_it_started(ui):
+    """Last in this module: `make ui` stopped leaves none of its processes behind."""
+    ui.process.terminate()
+    ui.process.wait(60)
+    assert ui.processes
+    assert not [pid for pid in ui.processes if psutil.pid_exists(pid) and group_alive(pid)]
 
 
 def _pids_on_port(port: int) -> list[int]:

@@ -15,7 +15,7 @@ from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.stats import format_summary, meets, summarize
 from pdpipeline.loadgen.window import Sizing
 from pdpipeline.profile import SloTier
-from tests.loadgen.test_window import CLOSED, T0, timed
+from tests.loadgen.records import CLOSED, T0, timed
 
 
 def record(

@@ -41,11 +41,12 @@ def browser_page(width: int = 1400, height: int = 900) -> Iterator[Page]:
             browser.close()
 
 
-def dismiss_welcome(page: Page) -> None:
-    """Dagster's first-visit community dialog covers the page; skip it when it shows."""
+def dismiss_welcome(page: Page, timeout_ms: float = 10_000) -> None:
+    """Dagster's first-visit community dialog covers the page; skip it when it shows (within
+    `timeout_ms`: once skipped, a browser is not shown it again)."""
     skip = page.get_by_role("button", name="Skip")
     try:
-        skip.click(timeout=10_000)
+        skip.click(timeout=timeout_ms)
     except Exception:
         pass
 
