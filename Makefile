@@ -27,14 +27,17 @@ $(MODEL)/tokenizer.json: | $(VENV)/.installed
 run: setup
 	$(BIN)/pdpipeline campaign $(PROFILE)
 
-# Two passes: the tests that launch no vLLM server (sshd, the browser and DuckDB included) on
-# both cores at once, then those that do, one at a time: their servers are pinned to the cores,
-# and a test beside them would skew what they measure. Each pass prints its 25 slowest tests.
+# Three passes, each printing its 25 slowest tests: the tests that launch no vLLM server (sshd,
+# the browser and DuckDB included) three at a time; those whose checks are timings or CPU
+# measured while they run (marker `measures`), alone; then the other server tests two at a time
+# (--dist loadfile: a module stays on one worker, so its fixtures are made once).
+PYTEST := $(BIN)/pytest -ra --durations=25
 test: setup
 	$(BIN)/ruff check pdpipeline tests benchmarks
 	$(BIN)/ruff format --check pdpipeline tests benchmarks
-	$(BIN)/pytest -ra -n 2 --durations=25 -m "not vllm and not netns"
-	$(BIN)/pytest -ra --durations=25 -m "vllm or netns"
+	$(PYTEST) -n 3 -m "not vllm and not netns"
+	$(PYTEST) -m "(vllm or netns) and measures"
+	$(PYTEST) -n 2 --dist loadfile -m "(vllm or netns) and not measures"
 
 # The quick slice while developing: no vLLM server, no sshd, no browser, no namespaces.
 test-fast: setup

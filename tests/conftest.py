@@ -1,13 +1,28 @@
-"""Shared fixtures: the tiny model and a local profile on free ports."""
+"""Shared fixtures: the tiny model, a local profile on free ports, and one single arm running for
+the tests that only read from its server."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from pdpipeline.launch.local import port_is_free
+from pdpipeline.profile import Profile
 from pdpipeline.serving.tinymodel import build_tiny_model, is_built
-from tests.support.local import TINY_MODEL, local_profile_data
+from tests.support.local import CORES_REVERSED, TINY_MODEL, local_profile_data, xdist_worker
+from tests.support.servers import Arm, group_alive
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a pass of server tests only, the second worker's instances take core 1 first."""
+    servers_only = session.items and all(
+        item.get_closest_marker("vllm") or item.get_closest_marker("netns")
+        for item in session.items
+    )
+    if servers_only and xdist_worker()[0] % 2 == 1:
+        os.environ[CORES_REVERSED] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +35,17 @@ def tiny_model() -> Path:
 
 @pytest.fixture
 def local_profile(tiny_model):
-    from pdpipeline.profile import Profile
-
     return Profile.model_validate(local_profile_data(tiny_model))
+
+
+@pytest.fixture(scope="session")
+async def single(tiny_model, tmp_path_factory):
+    """The single arm's server and proxy, started once for every test that only sends them
+    requests (tests/serving, tests/loadgen's agreement with vllm bench serve)."""
+    profile = Profile.model_validate(local_profile_data(tiny_model))
+    async with Arm(profile, "single", tmp_path_factory.mktemp("single")) as arm:
+        yield arm
+    # Teardown is part of the contract: every process gone, every port free again.
+    assert not any(group_alive(pid) for pid in arm.pids)
+    ports = [p for i in arm.plan.instances for p in i.service.ports] + [arm.plan.proxy.port]
+    assert all(port_is_free("127.0.0.1", p) for p in ports)

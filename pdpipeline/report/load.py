@@ -24,20 +24,7 @@ DERIVED_TABLES = (
     "slo_capacity",
 )
 # The tables a campaign's export and report hold, in the order an export lists them.
-CAMPAIGN_TABLES = (
-    "campaigns",
-    "hosts",
-    "kv_cache",
-    "runs",
-    "comparison",
-    "slo_goodput",
-    "regime_map",
-    "recommendations",
-    "kv_cost_model",
-    "kv_cost_fit",
-    "slo_capacity",
-    "launch_servers",
-)
+CAMPAIGN_TABLES = ("campaigns", "hosts", "kv_cache", "runs", *DERIVED_TABLES, "launch_servers")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Our load generator agrees with vLLM's own `vllm bench serve` on the same server and load.
 
-Both clients drive one vLLM-CPU server, pinned to core 0 as the single arm is, with the same
+Both clients drive one vLLM-CPU server, the single arm's (pinned to core 0), with the same
 prompt and output lengths, request count and concurrency (closed loop: `--max-concurrency` with
 `--request-rate inf`), greedy and `ignore_eos`, after the same number of warm-up requests. After
 one unmeasured run they take turns, ours first, REPEATS times each, so drift on this shared
@@ -39,16 +39,14 @@ from pathlib import Path
 
 import pytest
 
-from pdpipeline.launch.local import LocalLauncher
 from pdpipeline.loadgen.bench import bench
 from pdpipeline.loadgen.client import Client
 from pdpipeline.loadgen.schedule import Load
 from pdpipeline.loadgen.workload import PromptSource, build_requests, load_prompt_source
-from pdpipeline.plan import plan_arm
-from pdpipeline.profile import Lengths, Profile
-from tests.support.local import local_profile_data
+from pdpipeline.profile import Lengths
 
-pytestmark = pytest.mark.vllm
+# Both clients' figures are timings: nothing else may run beside them.
+pytestmark = [pytest.mark.vllm, pytest.mark.measures]
 
 INPUT_LEN = 256
 OUTPUT_LEN = 64
@@ -161,20 +159,16 @@ def table(runs: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-async def test_our_client_agrees_with_vllm_bench_serve(tiny_model, tmp_path):
-    profile = Profile.model_validate(local_profile_data(tiny_model))
-    server = plan_arm(profile, "single").instances[0]
+async def test_our_client_agrees_with_vllm_bench_serve(single, tiny_model, tmp_path):
+    url = single.url("single-0")  # the server itself, not the proxy: one client hop each
     source = load_prompt_source(str(tiny_model), "completions")
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "vllm": []}
-    async with (
-        LocalLauncher(tmp_path / "logs").running(server.service) as service,
-        VllmBench(service.url, tiny_model, tmp_path) as theirs,
-    ):
+    async with VllmBench(url, tiny_model, tmp_path) as theirs:
         # The first full run after a start was up to 30% slower, for whichever client went
         # first: it would weigh on one side only.
-        await ours(service.url, source, -1)
+        await ours(url, source, -1)
         for repeat in range(REPEATS):
-            runs["ours"].append(await ours(service.url, source, repeat))
+            runs["ours"].append(await ours(url, source, repeat))
             runs["vllm"].append(await theirs.run(repeat))
     print(table(runs))
     for figure, tolerance in TOLERANCE.items():

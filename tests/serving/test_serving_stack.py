@@ -48,17 +48,6 @@ def source(tiny_model):
     return load_prompt_source(str(tiny_model), "completions")
 
 
-@pytest.fixture(scope="module")
-async def single(tiny_model, tmp_path_factory):
-    profile = Profile.model_validate(local_profile_data(tiny_model))
-    async with Arm(profile, "single", tmp_path_factory.mktemp("single")) as arm:
-        yield arm
-    # Teardown is part of the contract: every process gone, every port free again.
-    assert not any(group_alive(pid) for pid in arm.pids)
-    ports = [p for i in arm.plan.instances for p in i.service.ports] + [arm.plan.proxy.port]
-    assert all(port_is_free("127.0.0.1", p) for p in ports)
-
-
 async def test_preflight_of_a_standalone_server_reads_only_its_idle_cpu(single, source):
     async with Client(single.url("proxy"), "tiny") as client:
         (server,) = await preflight(
@@ -170,6 +159,9 @@ def variants_profile(tiny_model) -> Profile:
     return Profile.model_validate(data)
 
 
+# Its checks read the idle CPU of the pair and where each handoff's time went: make test runs it
+# with nothing beside it.
+@pytest.mark.measures
 @pytest.mark.parametrize("variant", ["pull", "push"])
 async def test_disaggregated_pair_moves_kv_over_nixl(variants_profile, source, tmp_path, variant):
     requests = build_requests(source, 8, Lengths(300, 300), Lengths(16, 16), 0, "pd")

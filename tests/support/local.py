@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = ROOT / "models" / "tiny-llama"
@@ -44,6 +47,9 @@ def free_port_block(count: int, start: int = 20000, span: int = 4000) -> int:
             f"{ephemeral.start}-{ephemeral.stop - 1} (net.ipv4.ip_local_port_range)"
         )
     candidates = range(start, start + span - count + 1, count)
+    # Tests run by several pytest-xdist workers at once each pick from their own share.
+    worker, workers = xdist_worker()
+    candidates = candidates[worker::workers]
     first = random.randrange(len(candidates))
     for i in range(len(candidates)):
         port = candidates[(first + i) % len(candidates)]
@@ -52,8 +58,25 @@ def free_port_block(count: int, start: int = 20000, span: int = 4000) -> int:
     raise RuntimeError(f"no {count} consecutive free ports in {start}-{start + span - 1}")
 
 
+def xdist_worker() -> tuple[int, int]:
+    """This process's pytest-xdist worker number and the number of workers; (0, 1) alone."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name.removeprefix("gw")), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+# Set (by conftest.py) in the second pytest-xdist worker of a pass of server tests: its instances
+# take core 1 first, so that two workers' single servers do not share core 0.
+CORES_REVERSED = "PDPIPELINE_TEST_CORES_REVERSED"
+
+
+def cores() -> tuple[int, int]:
+    """The two cores in the order a local profile's instances take them."""
+    return (1, 0) if os.environ.get(CORES_REVERSED) else (0, 1)
+
+
 def local_profile_data(model_dir: Path, **workload) -> dict:
     """A local profile like profiles/local.yaml, on ports free now, with a small workload."""
+    first, second = cores()
     base = free_port_block(4, 20000)
     side = free_port_block(4, 24000)
     proxy = free_port_block(1, 28000)
@@ -78,13 +101,16 @@ def local_profile_data(model_dir: Path, **workload) -> dict:
             "start_timeout_s": 300,
         },
         "arms": {
-            "single": {"instance": {"host": "local", "devices": [0]}},
+            "single": {"instance": {"host": "local", "devices": [first]}},
             "replicated": {
-                "instances": [{"host": "local", "devices": [0]}, {"host": "local", "devices": [1]}]
+                "instances": [
+                    {"host": "local", "devices": [first]},
+                    {"host": "local", "devices": [second]},
+                ]
             },
             "disaggregated": {
-                "prefill": [{"host": "local", "devices": [0]}],
-                "decode": [{"host": "local", "devices": [1]}],
+                "prefill": [{"host": "local", "devices": [first]}],
+                "decode": [{"host": "local", "devices": [second]}],
             },
         },
         "workload": {
@@ -102,9 +128,9 @@ def local_profile_data(model_dir: Path, **workload) -> dict:
     }
 
 
-def layouts_profile_data(model_dir: Path, block_sizes: tuple[int, int], **workload) -> dict:
+def layouts_profile_data(model_dir: Path, block_sizes: tuple[int, ...], **workload) -> dict:
     """`local_profile_data` with one 1P1D layout (pull and push) against the two replicas it
-    sizes, and two KV block sizes as engine variants of every arm ("block32", ...)."""
+    sizes, and KV block sizes as engine variants of every arm ("block32", ...)."""
     data = local_profile_data(model_dir, **workload)
     data["arms"]["replicated"] = {}
     data["arms"]["disaggregated"] = {
@@ -127,3 +153,9 @@ def search_profile_data(tiny_model: Path) -> dict:
     data["workload"] |= {"concurrency": [2, 64], "repeats": 2}
     data["slo_tiers"] = {"batch": {"ttft_ms": 5000, "tpot_ms": 100}}
     return data
+
+
+def write_profile(path: Path, data: dict) -> str:
+    """`data` as a profile file at `path`; its path, as the pipeline takes it."""
+    path.write_text(yaml.safe_dump(data))
+    return str(path)

@@ -146,6 +146,7 @@ class Lab:
     """The three namespace hosts, their links and sshds; `remove` undoes all of it."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.id = f"{random.randrange(16**4):04x}"
         self.net = _free_subnet()
         self.controller_device = f"{PREFIX}{self.id}c"
@@ -284,6 +285,9 @@ def lab_profile_data(lab: Lab, model_dir: Path, work_dir: Path, **workload) -> d
                 "UCX_TLS": "tcp",
                 "UCX_NET_DEVICES": KV_DEVICE,
                 "VLLM_CPU_KVCACHE_SPACE": "1",
+                # A host keeps vLLM's cache (what it learnt of the model's architecture) across
+                # campaigns, as a real host's disk does, whatever work dir a test gives it.
+                "VLLM_CACHE_ROOT": str(lab.directory / f"vllm-cache-{host.name}"),
             }
         hosts.append(entry)
     data["hosts"] = hosts
