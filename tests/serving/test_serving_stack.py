@@ -236,10 +236,15 @@ async def test_push_pair_whose_side_is_gone_fails_with_a_clear_error(
     decode leg sent with it is aborted. Teardown leaves no process behind."""
     limit = variants_profile.proxy.leg_timeout_s
     requests = build_requests(source, 3, Lengths(300, 300), Lengths(16, 16), 0, "gone")
+    (warmup,) = build_requests(source, 1, Lengths(300, 300), Lengths(16, 16), 0, "gone-warm")
     async with Arm(variants_profile, "disaggregated", tmp_path, "push") as arm:
         prefill = arm.services["disaggregated-prefill-0"][1]
         decode = arm.services["disaggregated-decode-1"][1]
         async with Client(arm.url("proxy"), "tiny", request_timeout_s=4 * limit) as client:
+            # A fresh push pair's first handoff can strand: the decode passed its NIXL handshake
+            # and never took the KV, and the leg ended at the limit (1 run of 5 here). Every
+            # launch's preflight makes one handoff before its first point; so does this test.
+            await client.send(warmup)
             assert (await client.send(requests[0])).ok
             os.killpg(decode.pid, signal.SIGSTOP)
             started = time.monotonic()
