@@ -8,10 +8,6 @@ test's serial pass, with nothing else on the machine beside it (marker `measures
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -22,9 +18,10 @@ import pytest
 from pdpipeline.definitions import defs
 from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.warehouse.store import Warehouse
-from tests.support.browser import SCREENSHOTS, browser_page, dismiss_welcome, expect, wait_for_http
-from tests.support.local import ROOT, free_port, layouts_profile_data, write_profile
+from tests.support.browser import SCREENSHOTS, browser_page, dismiss_welcome, expect
+from tests.support.local import layouts_profile_data, write_profile
 from tests.support.servers import group_alive
+from tests.support.ui import dagster_ui
 
 pytestmark = pytest.mark.measures
 
@@ -184,35 +181,12 @@ def test_disaggregated_metrics_prove_the_kv_transfer(campaign, variant):
     assert totals.rows() == [(moved["bytes"][0], 6, 0)]
 
 
-@dataclass
-class Ui:
-    """The Dagster UI running on the campaign's instance."""
-
-    port: int
-    process: subprocess.Popen
-    processes: list[int]  # what the webserver started (its code server)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
 @pytest.fixture(scope="module")
 def ui(campaign):
-    """The UI on the campaign's instance, started the way `make ui` starts it, shared by the
-    tests below; the last of them stops it."""
+    """The UI on the campaign's instance, shared by the tests below; the last of them stops it."""
     _, _, profile_path, kwargs, _ = campaign
-    home = Path(kwargs["instance"].root_directory)
-    port = free_port()
-    env = os.environ | {"DAGSTER_HOME": str(home), "PDPIPELINE_PROFILE": profile_path}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pdpipeline.ui", "--port", str(port)], env=env, cwd=ROOT
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", 180)
-        yield Ui(port, process, [c.pid for c in psutil.Process(process.pid).children()])
-    finally:
-        process.terminate()
-        process.wait(60)
+    with dagster_ui(Path(kwargs["instance"].root_directory), profile_path) as running:
+        yield running
 
 
 @pytest.mark.vllm

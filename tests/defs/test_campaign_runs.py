@@ -5,10 +5,7 @@ campaigns stopped before any server."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 
 import dagster as dg
@@ -19,8 +16,9 @@ from pdpipeline.defs.campaign import run_campaign
 from pdpipeline.errors import CampaignFailedError
 from pdpipeline.warehouse.store import Warehouse
 from tests.support.browser import wait_for_http
-from tests.support.local import ROOT, free_port, local_profile_data, write_profile
+from tests.support.local import local_profile_data, write_profile
 from tests.support.servers import group_alive
+from tests.support.ui import dagster_ui
 
 
 def test_an_arm_of_an_unknown_campaign_fails_naming_it(tmp_path, tiny_model):
@@ -151,17 +149,11 @@ def test_terminating_a_run_stops_every_process_and_writes_no_rows(tmp_path, tiny
     home = tmp_path / "dagster_home"
     home.mkdir()
     warehouse_path, logs = tmp_path / "w.duckdb", tmp_path / "logs"
-    port = free_port()
-    env = os.environ | {"DAGSTER_HOME": str(home), "PDPIPELINE_PROFILE": profile_path}
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "pdpipeline.ui", "--port", str(port)], env=env, cwd=ROOT
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", 180)
+    with dagster_ui(home, profile_path) as ui:
         campaign_id = "test-local-cancelled"
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.add_dynamic_partitions("campaign", [campaign_id])
-            client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+            client = DagsterGraphQLClient("127.0.0.1", port_number=ui.port)
             run_id = client.submit_job_execution(
                 "campaign",
                 run_config={
@@ -181,9 +173,6 @@ def test_terminating_a_run_stops_every_process_and_writes_no_rows(tmp_path, tiny
             check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
                 [dg.AssetCheckKey(dg.AssetKey("single_node_run"), "all_runs_valid")]
             )
-    finally:
-        ui.terminate()
-        ui.wait(60)
     assert status == dg.DagsterRunStatus.CANCELED
     record = next(iter(check.values()))
     assert not record.event.asset_check_evaluation.passed
